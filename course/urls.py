@@ -1,0 +1,4 @@
+"""HTTP routes of the course."""
+
+app_name = "course"
+urlpatterns: list = []

@@ -1,0 +1,5 @@
+"""WebSocket routes of the playground."""
+
+from django.urls import path
+
+websocket_urlpatterns: list = []

@@ -1,0 +1,4 @@
+"""HTTP routes of the playground."""
+
+app_name = "playground"
+urlpatterns: list = []
