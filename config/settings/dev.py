@@ -7,6 +7,9 @@ from .base import CACHES, CHANNEL_LAYERS
 
 DEBUG = True
 SECRET_KEY = "dev-insecure-key-do-not-use-in-production"  # noqa: S105
+# Static files straight from the source tree: no collectstatic step in development.
+WHITENOISE_USE_FINDERS = True
+STATIC_ROOT = None  # type: ignore[assignment]
 
 REDIS_URL = ensure_redis_url()
 CACHES["default"]["LOCATION"] = REDIS_URL

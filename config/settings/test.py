@@ -8,6 +8,10 @@ from .base import CACHES, CHANNEL_LAYERS
 DEBUG = False
 SECRET_KEY = "test-key-not-secret"  # noqa: S105
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# The live server serves static files straight from the source tree (no collectstatic, so
+# no STATIC_ROOT for WhiteNoise to look in).
+WHITENOISE_USE_FINDERS = True
+STATIC_ROOT = None  # type: ignore[assignment]
 
 # Started once per test process, stopped at exit, killed with the process if it dies.
 REDIS_URL = ensure_redis_url()

@@ -1,0 +1,279 @@
+"""Checks over the lesson files for `manage.py check_content`: each problem with file:line.
+
+Reads CONTENT_DIR, never writes it. Everything a learner would meet as a broken page, a
+dead link or silently missing text should be caught here first.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+from types import ModuleType
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.contrib.staticfiles import finders
+from django.urls import Resolver404, resolve
+from pygments.lexers import get_lexer_by_name
+from pygments.util import ClassNotFound
+
+from course.lessons import (
+    ContentError,
+    LessonSource,
+    lesson_paths,
+    lesson_render,
+    lesson_source_parse,
+)
+from course.markdown import (
+    ALLOWED_TAGS,
+    SPECIAL_FENCES,
+    Fence,
+    QuizBlock,
+    RenderedMarkdown,
+    fences_find,
+    html_sanitize,
+)
+
+LESSON_PATH_RE = re.compile(r"^/lessons/(?P<slug>[^/]+)/$")
+_CODE_SPAN_RE = re.compile(r"(`+).+?\1")
+_RAW_TAG_RE = re.compile(r"<([a-zA-Z][a-zA-Z0-9-]*)(?:\s[^<>]*)?/?>")
+_QUIZ_MESSAGE_RE = re.compile(r"^(?P<line>\d+):\s*(?P<message>.*)$", re.DOTALL)
+
+
+@dataclass(frozen=True, order=True)
+class ContentProblem:
+    path: Path
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{_display(self.path)}:{self.line}: {self.message}"
+
+
+def content_check(*, content_dir: Path | None = None) -> list[ContentProblem]:
+    """Every problem in the lesson files, sorted by file and line."""
+    problems: list[ContentProblem] = []
+    sources: dict[str, LessonSource] = {}
+    existing: set[str] = set()
+    for path in lesson_paths(content_dir=content_dir):
+        existing.add(path.stem)
+        try:
+            sources[path.stem] = lesson_source_parse(path=path, data=path.read_bytes())
+        except ContentError as exc:
+            problems.append(ContentProblem(exc.path, exc.line, exc.message))
+    # Slugs are file names in one directory, so they are unique; orders are not.
+    problems += _order_problems(list(sources.values()))
+
+    rendered = {slug: lesson_render(source=source) for slug, source in sources.items()}
+    headings = {slug: r.heading_ids for slug, r in rendered.items()}
+    quiz = _quiz_module()
+    for slug, source in sources.items():
+        fences = fences_find(text=source.body, first_line=source.body_line)
+        problems += _fence_problems(source, fences)
+        problems += _link_problems(source, fences, rendered[slug], existing, headings)
+        problems += _raw_html_problems(source, fences)
+        problems += _quiz_problems(source, rendered[slug].quiz_blocks, quiz)
+    return sorted(problems)
+
+
+def _order_problems(sources: list[LessonSource]) -> list[ContentProblem]:
+    problems = []
+    first: dict[int, LessonSource] = {}
+    for source in sorted(sources, key=lambda s: s.summary.path):
+        order = source.summary.order
+        if order in first:
+            problems.append(
+                ContentProblem(
+                    source.summary.path,
+                    source.field_lines["order"],
+                    f"order {order} is also used by {_display(first[order].summary.path)}",
+                )
+            )
+        else:
+            first[order] = source
+    return problems
+
+
+def _fence_problems(source: LessonSource, fences: list[Fence]) -> list[ContentProblem]:
+    problems = []
+    path = source.summary.path
+    for fence in fences:
+        if not fence.closed:
+            problems.append(ContentProblem(path, fence.line, "code fence is never closed"))
+        if fence.language and fence.language not in SPECIAL_FENCES:
+            try:
+                get_lexer_by_name(fence.language)
+            except ClassNotFound:
+                problems.append(
+                    ContentProblem(path, fence.line, f"unknown code language {fence.language!r}")
+                )
+    return problems
+
+
+def _link_problems(
+    source: LessonSource,
+    fences: list[Fence],
+    rendered: RenderedMarkdown,
+    existing: set[str],
+    headings: dict[str, frozenset[str]],
+) -> list[ContentProblem]:
+    problems = []
+    for href in dict.fromkeys(rendered.links):  # each distinct link once, in order
+        message = _link_problem(
+            href, own=rendered.heading_ids, existing=existing, headings=headings
+        )
+        if message:
+            problems += [
+                ContentProblem(source.summary.path, line, message)
+                for line in _lines_with(source, fences, href)
+            ]
+    return problems
+
+
+def _link_problem(
+    href: str, *, own: frozenset[str], existing: set[str], headings: dict[str, frozenset[str]]
+) -> str | None:
+    parts = urlsplit(href)
+    if parts.scheme or parts.netloc:
+        return None  # external: not checked (no network here, and not ours to keep alive)
+    if not parts.path:
+        if parts.fragment and parts.fragment not in own:
+            return f"link to #{parts.fragment}: no such heading in this lesson"
+        return None
+    if not parts.path.startswith("/"):
+        return f"relative link {href!r}: start internal links with /"
+    lesson = LESSON_PATH_RE.match(parts.path)
+    if lesson:
+        slug = lesson["slug"]
+        if slug not in existing:
+            return f"link to {href!r}: there is no lesson {slug!r}"
+        # A target that fails to parse has its own problem reported; its headings are unknown.
+        if parts.fragment and slug in headings and parts.fragment not in headings[slug]:
+            return f"link to {href!r}: lesson {slug!r} has no heading #{parts.fragment}"
+        return None
+    if parts.path.startswith(settings.STATIC_URL):
+        if not finders.find(parts.path.removeprefix(settings.STATIC_URL)):
+            return f"link to {href!r}: no such static file"
+        return None
+    try:
+        resolve(parts.path)
+    except Resolver404:
+        return f"link to {href!r}: no page at {parts.path}"
+    return None
+
+
+def _raw_html_problems(source: LessonSource, fences: list[Fence]) -> list[ContentProblem]:
+    """Raw HTML in the Markdown that the sanitizer would drop without a word."""
+    problems = []
+    for line_number, line in _prose_lines(source, fences):
+        for match in _RAW_TAG_RE.finditer(_CODE_SPAN_RE.sub("", line)):
+            tag, before = _first_tag(match[0])
+            if tag is None:
+                continue
+            if tag not in ALLOWED_TAGS:
+                problems.append(
+                    ContentProblem(
+                        source.summary.path,
+                        line_number,
+                        f"raw HTML <{tag}> is removed by the sanitizer",
+                    )
+                )
+                continue
+            _, after = _first_tag(html_sanitize(html=f"{match[0]}</{tag}>"))
+            dropped = [name for name, value in before.items() if after.get(name) != value]
+            if dropped:
+                names = ", ".join(dropped)
+                problems.append(
+                    ContentProblem(
+                        source.summary.path,
+                        line_number,
+                        f"raw HTML <{tag}>: the sanitizer removes {names}",
+                    )
+                )
+    return problems
+
+
+def _quiz_module() -> ModuleType | None:
+    # Imported lazily: the quiz engine is another module's business and may be absent.
+    try:
+        return importlib.import_module("course.quiz")
+    except ModuleNotFoundError as exc:
+        if exc.name != "course.quiz":
+            raise
+        return None
+
+
+def _quiz_problems(
+    source: LessonSource, blocks: tuple[QuizBlock, ...], quiz: ModuleType | None
+) -> list[ContentProblem]:
+    path = source.summary.path
+    problems = []
+    seen: dict[str, int] = {}
+    for block in blocks:
+        if block.id in seen:
+            problems.append(
+                ContentProblem(
+                    path, block.line, f"quiz id {block.id!r} is also used on line {seen[block.id]}"
+                )
+            )
+        elif block.id:
+            seen[block.id] = block.line
+    validate = getattr(quiz, "validate_quiz_block", None)
+    if validate is None:
+        problems += [
+            ContentProblem(path, b.line, "quiz block has no id") for b in blocks if not b.id
+        ]
+        return problems
+    for block in blocks:
+        for message in validate(block):
+            # The validator may start a message with its own, more precise line.
+            located = _QUIZ_MESSAGE_RE.match(message)
+            if located:
+                problems.append(ContentProblem(path, int(located["line"]), located["message"]))
+            else:
+                problems.append(ContentProblem(path, block.line, message))
+    return problems
+
+
+def _prose_lines(source: LessonSource, fences: list[Fence]) -> list[tuple[int, str]]:
+    """(file line, text) of the body lines outside fenced blocks."""
+    fenced = {n for fence in fences for n in range(fence.line, fence.end_line + 1)}
+    return [
+        (number, line)
+        for number, line in enumerate(source.body.split("\n"), start=source.body_line)
+        if number not in fenced
+    ]
+
+
+def _lines_with(source: LessonSource, fences: list[Fence], needle: str) -> list[int]:
+    lines = [number for number, line in _prose_lines(source, fences) if needle in line]
+    return lines or [source.body_line]
+
+
+def _first_tag(fragment: str) -> tuple[str | None, dict[str, str]]:
+    parser = _FirstTag()
+    parser.feed(fragment)
+    parser.close()
+    return parser.tag, parser.attributes
+
+
+class _FirstTag(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tag: str | None = None
+        self.attributes: dict[str, str] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self.tag is None:
+            self.tag = tag
+            self.attributes = {name: value or "" for name, value in attrs}
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

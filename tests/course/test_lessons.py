@@ -1,0 +1,165 @@
+"""course.lessons: loading, front matter checks with file:line, safe slugs, cached rendering."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from course.lessons import (
+    ContentError,
+    LessonNotFound,
+    lesson_get,
+    lesson_index,
+    lesson_list,
+    lesson_neighbours,
+    lesson_paths,
+    lesson_source_parse,
+)
+from tests.course.conftest import LessonWriter, lesson_text
+
+REAL_LESSONS = [p.stem for p in lesson_paths(content_dir=Path(settings.BASE_DIR) / "content")]
+
+
+@pytest.mark.parametrize("slug", REAL_LESSONS)
+def test_every_real_lesson_renders_with_its_title(slug: str) -> None:
+    lesson = lesson_get(slug=slug)
+    assert lesson.title
+    assert lesson.html.strip()
+    assert lesson.toc, "every lesson has sections"
+
+
+def test_the_course_has_lessons() -> None:
+    assert len(REAL_LESSONS) >= 6
+
+
+def test_list_is_in_course_order_and_leaves_out_broken_files(write_lesson: LessonWriter) -> None:
+    write_lesson("second", title="Second", order=2)
+    write_lesson("first", title="First", order=1)
+    broken = write_lesson("broken", text="---\ntitle: Broken\n---\n")
+    (broken.parent / "notes.txt").write_text("not a lesson")
+
+    assert [lesson.slug for lesson in lesson_list()] == ["first", "second"]
+    (error,) = lesson_index().errors
+    assert (error.path, error.line) == (broken, 1)
+
+
+def test_summary_fields_come_from_the_front_matter(write_lesson: LessonWriter) -> None:
+    write_lesson("sticky", title="Sticky sessions", summary="Pinned.", order=3, minutes=7)
+    (lesson,) = lesson_list()
+    assert (lesson.slug, lesson.title, lesson.summary, lesson.order, lesson.minutes) == (
+        "sticky",
+        "Sticky sessions",
+        "Pinned.",
+        3,
+        7,
+    )
+
+
+FRONT = "---\ntitle: T\nsummary: S\norder: 1\nminutes: 5\n---\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "words"),
+    [
+        ("---\ntitle: T\nsummary: S\norder: 1\n---\n", 1, "missing 'minutes'"),
+        ("---\ntitle: T\nsummary: S\norder: 1\nminutes: 5\nauthor: me\n---\n", 6, "unknown"),
+        (
+            "---\ntitle: T\nsummary: S\norder: first\nminutes: 5\n---\n",
+            4,
+            "'order' must be an integer",
+        ),
+        ("---\ntitle: T\nsummary: S\norder: 1\nminutes: true\n---\n", 5, "not true/false"),
+        ("---\ntitle: 12\nsummary: S\norder: 1\nminutes: 5\n---\n", 2, "'title' must be a string"),
+        ("---\ntitle: T\nsummary: S\norder: 1.5\nminutes: 5\n---\n", 4, "must be an integer"),
+        ("---\ntitle: T\nsummary: [S\norder: 1\nminutes: 5\n---\n", 4, "not valid YAML"),
+        ("---\ntitle: T\ntitle: U\nsummary: S\norder: 1\nminutes: 5\n---\n", 3, "given twice"),
+        ("---\ntitle: ''\nsummary: S\norder: 1\nminutes: 5\n---\n", 2, "'title' is empty"),
+        ("---\ntitle: T\nsummary: S\norder: 1\nminutes: 0\n---\n", 5, "at least 1"),
+        ("# No front matter\n", 1, "no front matter"),
+        ("---\ntitle: T\n", 1, "no closing ---"),
+    ],
+)
+def test_front_matter_problems_name_file_and_line(text: str, line: int, words: str) -> None:
+    path = Path("content/x.md")
+    with pytest.raises(ContentError) as caught:
+        lesson_source_parse(path=path, data=text.encode())
+    assert (caught.value.path, caught.value.line) == (path, line)
+    assert words in caught.value.message
+    assert str(caught.value).startswith(f"content/x.md:{line}: ")
+
+
+def test_file_name_must_be_a_slug() -> None:
+    with pytest.raises(ContentError, match="not a lesson slug"):
+        lesson_source_parse(path=Path("content/Bad_Name.md"), data=FRONT.encode())
+
+
+def test_body_lines_are_file_lines(write_lesson: LessonWriter) -> None:
+    # Front matter is lines 1-6, a blank line 7, the quiz fence opens on line 10.
+    write_lesson("q", body="## Quiz\n\n```quiz\nid: one\n```\n")
+    (block,) = lesson_get(slug="q").quiz_blocks
+    assert (block.id, block.line) == ("one", 10)
+
+
+@pytest.mark.parametrize(
+    "slug",
+    [
+        "../secret",
+        "..",
+        "%2e%2e",
+        "/etc/passwd",
+        "sub/lesson",
+        "a\\b",
+        "a\x00b",
+        "First",
+        "first.md",
+        "first\n",
+        "",
+        "-first",
+        "first--x",
+    ],
+)
+def test_slugs_that_are_not_slugs_are_not_found(
+    slug: str, write_lesson: LessonWriter, content_dir: Path
+) -> None:
+    write_lesson("first")
+    (content_dir.parent / "secret.md").write_text(FRONT)
+    with pytest.raises(LessonNotFound):
+        lesson_get(slug=slug)
+
+
+def test_unknown_slug_is_not_found(write_lesson: LessonWriter) -> None:
+    write_lesson("first")
+    with pytest.raises(LessonNotFound):
+        lesson_get(slug="second")
+
+
+def test_broken_lesson_raises_content_error(write_lesson: LessonWriter) -> None:
+    write_lesson("broken", text="---\ntitle: T\n---\n")
+    with pytest.raises(ContentError):
+        lesson_get(slug="broken")
+
+
+def test_rendering_is_cached_by_content_and_an_edit_shows_at_once(
+    write_lesson: LessonWriter,
+) -> None:
+    path = write_lesson("live", body="## Before\n")
+    first, again = lesson_get(slug="live"), lesson_get(slug="live")
+    assert again.rendered is first.rendered  # same bytes: no second render
+
+    path.write_text(lesson_text(body="## After\n"))
+    edited = lesson_get(slug="live")
+    assert "After" in edited.html and "Before" not in edited.html
+
+    path.write_text(lesson_text(body="## Before\n"))
+    assert lesson_get(slug="live").rendered is first.rendered  # back to the first bytes
+
+
+def test_neighbours_follow_course_order(write_lesson: LessonWriter) -> None:
+    for slug, order in (("a", 1), ("b", 2), ("c", 3)):
+        write_lesson(slug, order=order)
+    lessons = lesson_list()
+    assert [n and n.slug for n in lesson_neighbours(slug="a", lessons=lessons)] == [None, "b"]
+    assert [n and n.slug for n in lesson_neighbours(slug="b", lessons=lessons)] == ["a", "c"]
+    assert [n and n.slug for n in lesson_neighbours(slug="c", lessons=lessons)] == ["b", None]
