@@ -1,18 +1,21 @@
 """Production: every secret and address comes from the environment; missing ones fail loudly."""
 
 import os
-
-from django.core.exceptions import ImproperlyConfigured
+import sys
 
 from .base import *  # noqa: F403
 from .base import CACHES, CHANNEL_LAYERS
 
 
+_REQUIRED = ("DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "REDIS_URL")
+_missing = [name for name in _REQUIRED if not os.environ.get(name)]
+if _missing:
+    # A clear one-line error instead of a traceback from deep inside Django's setup.
+    sys.exit(f"production settings: set the environment variable(s) {', '.join(_missing)}")
+
+
 def _required(name: str) -> str:
-    value = os.environ.get(name, "")
-    if not value:
-        raise ImproperlyConfigured(f"Set the {name} environment variable for production.")
-    return value
+    return os.environ[name]
 
 
 DEBUG = False
