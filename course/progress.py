@@ -1,0 +1,145 @@
+"""A learner's progress without an account: lessons read and quizzes answered.
+
+It lives in the Django session, whose engine is the cache on Redis, so any web process
+serves any learner and a restart of the web tier forgets nothing. Only plain JSON types
+go into the session; nothing here talks to the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+SESSION_KEY = "progress"
+
+
+@dataclass(frozen=True)
+class LessonProgress:
+    slug: str
+    title: str
+    read: bool
+    quizzes_total: int
+    quizzes_right: int  # answered correctly at least once
+    quizzes_answered: int
+
+    @property
+    def percent(self) -> int:
+        if not self.quizzes_total:
+            return 100 if self.read else 0
+        return round(100 * self.quizzes_right / self.quizzes_total)
+
+
+@dataclass(frozen=True)
+class CourseProgress:
+    lessons: list[LessonProgress]
+    continue_slug: str | None
+    continue_title: str | None
+    started: bool
+
+    @property
+    def read_count(self) -> int:
+        return sum(p.read for p in self.lessons)
+
+    @property
+    def quizzes_total(self) -> int:
+        return sum(p.quizzes_total for p in self.lessons)
+
+    @property
+    def quizzes_right(self) -> int:
+        return sum(p.quizzes_right for p in self.lessons)
+
+    @property
+    def percent(self) -> int:
+        """Quizzes answered correctly and lessons read, each counting as one step."""
+        steps = self.quizzes_total + len(self.lessons)
+        if not steps:
+            return 0
+        return round(100 * (self.quizzes_right + self.read_count) / steps)
+
+    def for_slug(self, slug: str) -> LessonProgress | None:
+        return next((p for p in self.lessons if p.slug == slug), None)
+
+
+def _data(session: MutableMapping[str, Any]) -> dict[str, Any]:
+    data = session.get(SESSION_KEY)
+    if not isinstance(data, dict):
+        data = {"lessons": {}, "last": None}
+    data.setdefault("lessons", {})
+    data.setdefault("last", None)
+    return data
+
+
+def _lesson(data: dict[str, Any], slug: str) -> dict[str, Any]:
+    lesson = data["lessons"].setdefault(slug, {})
+    lesson.setdefault("read", False)
+    lesson.setdefault("quizzes", {})
+    return lesson
+
+
+def progress_mark_read(*, session: MutableMapping[str, Any], slug: str) -> None:
+    """A lesson page was shown: mark it read and remember it as the place to continue."""
+    data = _data(session)
+    lesson = _lesson(data, slug)
+    if lesson["read"] and data["last"] == slug:
+        return  # nothing changed: don't rewrite the session on every page view
+    lesson["read"] = True
+    data["last"] = slug
+    session[SESSION_KEY] = data
+
+
+def progress_record_answer(
+    *, session: MutableMapping[str, Any], slug: str, quiz_id: str, correct: bool
+) -> None:
+    data = _data(session)
+    quiz = _lesson(data, slug)["quizzes"].setdefault(
+        quiz_id, {"attempts": 0, "correct": False, "ever_correct": False}
+    )
+    quiz["attempts"] = int(quiz.get("attempts", 0)) + 1
+    quiz["correct"] = correct
+    quiz["ever_correct"] = bool(quiz.get("ever_correct")) or correct
+    data["last"] = slug
+    session[SESSION_KEY] = data
+
+
+def progress_reset(*, session: MutableMapping[str, Any]) -> None:
+    session.pop(SESSION_KEY, None)
+
+
+def progress_summary(
+    *, session: MutableMapping[str, Any], lessons: Iterable[Any]
+) -> CourseProgress:
+    """Progress over the lessons as they are now (content changes live: only quizzes that
+    still exist count)."""
+    data = _data(session)
+    rows: list[LessonProgress] = []
+    for lesson in lessons:
+        stored = data["lessons"].get(lesson.slug, {})
+        answers = stored.get("quizzes", {}) if isinstance(stored, dict) else {}
+        quiz_ids = {b.id for b in getattr(lesson, "quiz_blocks", None) or []}
+        rows.append(
+            LessonProgress(
+                slug=lesson.slug,
+                title=lesson.title,
+                read=bool(stored.get("read")) if isinstance(stored, dict) else False,
+                quizzes_total=len(quiz_ids),
+                quizzes_right=sum(
+                    1
+                    for q in quiz_ids
+                    if isinstance(answers.get(q), dict) and answers[q].get("ever_correct")
+                ),
+                quizzes_answered=sum(1 for q in quiz_ids if q in answers),
+            )
+        )
+    by_slug = {p.slug: p for p in rows}
+    last = data.get("last")
+    target = by_slug.get(last) if isinstance(last, str) else None
+    if target is None:
+        target = next((p for p in rows if not p.read), None)
+    started = any(p.read or p.quizzes_answered for p in rows)
+    return CourseProgress(
+        lessons=rows,
+        continue_slug=target.slug if target else None,
+        continue_title=target.title if target else None,
+        started=started,
+    )

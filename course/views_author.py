@@ -1,0 +1,59 @@
+"""Instructors' pages: /author/preview/ renders Markdown as learners will see it.
+
+Staff only (Django auth); anyone else is sent to the admin login.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import HttpResponse
+from django.template.response import TemplateResponse
+from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.vary import vary_on_headers
+
+from course.author import MAX_PREVIEW_BYTES, Preview, preview_build, preview_slug
+from course.lessons import lesson_list
+from course.quiz import render_slots
+from course.views_common import HtmxHttpRequest, wants_partial
+
+
+def _context(request: HtmxHttpRequest, *, text: str, slug: str) -> dict[str, object]:
+    preview: Preview = preview_build(text=text, slug=slug)
+    html = ""
+    if preview.lesson is not None:
+        html = render_slots(html=preview.html, lesson=preview.lesson, request=request, preview=True)
+    return {
+        "lessons": lesson_list(),
+        "slug": preview.slug,
+        "text": text,
+        "preview": preview,
+        "preview_html": html,
+        "max_kb": MAX_PREVIEW_BYTES // 1024,
+    }
+
+
+@require_GET
+@staff_member_required
+def author_preview(request: HtmxHttpRequest) -> HttpResponse:
+    slug = request.GET.get("lesson", "")
+    text = ""
+    if slug and slug == preview_slug(slug):
+        # Read the file itself: a lesson that fails to parse can be loaded and fixed here.
+        path = Path(settings.CONTENT_DIR) / f"{slug}.md"
+        if path.is_file():
+            text = path.read_text(encoding="utf-8", errors="replace")
+    return TemplateResponse(request, "course/author.html", _context(request, text=text, slug=slug))
+
+
+@require_POST
+@vary_on_headers("HX-Request")
+@staff_member_required
+def author_preview_render(request: HtmxHttpRequest) -> HttpResponse:
+    context = _context(
+        request, text=request.POST.get("text", ""), slug=request.POST.get("lesson", "")
+    )
+    template = "course/author.html#preview" if wants_partial(request) else "course/author.html"
+    return TemplateResponse(request, template, context)

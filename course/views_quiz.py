@@ -1,0 +1,65 @@
+"""Answering quizzes and resetting progress: the learner's two POSTs.
+
+An htmx answer gets the quiz's feedback partial back; a plain form POST is redirected to
+the lesson at the quiz's anchor, where render_slots shows the feedback once.
+"""
+
+from __future__ import annotations
+
+from django.http import Http404, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from course.models import QuizAnswer, session_hash
+from course.progress import progress_record_answer, progress_reset
+from course.quiz import feedback_items, flash_set, quiz_check, quiz_get
+from course.views_common import HtmxHttpRequest, lesson_or_404
+
+MAX_CHOICES_POSTED = 10
+
+
+def _selected(request: HtmxHttpRequest) -> list[int]:
+    numbers: list[int] = []
+    for raw in request.POST.getlist("choice")[:MAX_CHOICES_POSTED]:
+        if raw.isdigit() and len(raw) <= 2 and int(raw) not in numbers:
+            numbers.append(int(raw))
+    return numbers
+
+
+@require_POST
+def quiz_answer(request: HtmxHttpRequest, slug: str, quiz_id: str) -> HttpResponse:
+    lesson = lesson_or_404(slug)
+    quiz = quiz_get(lesson=lesson, quiz_id=quiz_id)
+    if quiz is None:
+        raise Http404("No such quiz")
+    result = quiz_check(quiz=quiz, selected=_selected(request))
+    if result.selected:
+        progress_record_answer(
+            session=request.session, slug=lesson.slug, quiz_id=quiz.id, correct=result.correct
+        )
+        if request.session.session_key is None:
+            request.session.save()  # the anonymous hash needs a key that will last
+        QuizAnswer.objects.create(
+            lesson_slug=lesson.slug,
+            quiz_id=quiz.id,
+            session_hash=session_hash(str(request.session.session_key)),
+            correct=result.correct,
+        )
+    if request.htmx:
+        context = {"result": result, "quiz": quiz, "feedback": feedback_items(result)}
+        return render(request, "course/quiz.html#feedback", context)
+    flash_set(
+        request=request,
+        slug=lesson.slug,
+        quiz_id=quiz.id,
+        selected=[c.number for c in result.selected],
+    )
+    url = reverse("course:lesson", kwargs={"slug": lesson.slug})
+    return HttpResponseRedirect(f"{url}#quiz-{quiz.id}", status=303)
+
+
+@require_POST
+def progress_reset_view(request: HtmxHttpRequest) -> HttpResponse:
+    progress_reset(session=request.session)
+    return HttpResponseRedirect(reverse("course:home"), status=303)

@@ -1,0 +1,191 @@
+"""Progress without login: read marks, quiz marks, reset, the home page's bars, restarts."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import re
+import urllib.parse
+import urllib.request
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from course.progress import (
+    progress_mark_read,
+    progress_record_answer,
+    progress_reset,
+    progress_summary,
+)
+from course.quiz import quiz_parse
+from course.views_common import lessons_rendered
+from tests.conftest import start_daphne, stop_process
+
+HOME = reverse("course:home")
+
+
+def lesson_url(slug: str) -> str:
+    return reverse("course:lesson", kwargs={"slug": slug})
+
+
+def answer_url(slug: str, quiz_id: str) -> str:
+    return reverse("course:quiz_answer", kwargs={"slug": slug, "quiz_id": quiz_id})
+
+
+def first_single_choice_quiz(lesson):
+    return next(q for q in map(quiz_parse, lesson.quiz_blocks) if not q.multiple)
+
+
+def test_summary_counts_read_marks_and_quizzes_right() -> None:
+    lessons = lessons_rendered()
+    first, second = lessons[0], lessons[1]
+    session: dict = {}
+    summary = progress_summary(session=session, lessons=lessons)
+    assert not summary.started
+    assert summary.percent == 0
+    assert summary.continue_slug == first.slug  # nothing read: the first unread lesson
+
+    progress_mark_read(session=session, slug=second.slug)
+    quiz_id = second.quiz_blocks[0].id
+    progress_record_answer(session=session, slug=second.slug, quiz_id=quiz_id, correct=False)
+    summary = progress_summary(session=session, lessons=lessons)
+    row = summary.for_slug(second.slug)
+    assert row is not None and row.read and row.quizzes_answered == 1 and row.quizzes_right == 0
+    assert summary.continue_slug == second.slug  # the last lesson visited
+
+    progress_record_answer(session=session, slug=second.slug, quiz_id=quiz_id, correct=True)
+    progress_record_answer(session=session, slug=second.slug, quiz_id=quiz_id, correct=False)
+    row = progress_summary(session=session, lessons=lessons).for_slug(second.slug)
+    assert row is not None and row.quizzes_right == 1  # ever correct counts
+    assert session["progress"]["lessons"][second.slug]["quizzes"][quiz_id] == {
+        "attempts": 3,
+        "correct": False,
+        "ever_correct": True,
+    }
+    # Answers to quizzes that are no longer in the lesson do not count.
+    progress_record_answer(session=session, slug=second.slug, quiz_id="gone", correct=True)
+    row = progress_summary(session=session, lessons=lessons).for_slug(second.slug)
+    assert row is not None and row.quizzes_right == 1
+
+    total = len(lessons) + sum(len(lesson.quiz_blocks) for lesson in lessons)
+    assert progress_summary(session=session, lessons=lessons).percent == round(100 * 2 / total)
+    progress_reset(session=session)
+    assert not progress_summary(session=session, lessons=lessons).started
+
+
+@pytest.mark.django_db
+def test_reading_and_answering_show_on_home(client: Client) -> None:
+    lessons = lessons_rendered()
+    lesson = lessons[1]
+    quiz = first_single_choice_quiz(lesson)
+    right = next(c for c in quiz.choices if c.correct)
+
+    home = client.get(HOME).content.decode()
+    assert "Your progress" in home
+    assert _lesson_row(home, lesson.slug).count("not read yet") == 1
+    assert "Start the course" in home
+    assert "Reset progress" not in home  # nothing to reset yet
+
+    client.get(lesson_url(lesson.slug))
+    client.post(
+        answer_url(lesson.slug, quiz.id),
+        {"choice": str(right.number)},
+        headers={"HX-Request": "true"},
+    )
+    home = client.get(HOME).content.decode()
+    row = _lesson_row(home, lesson.slug)
+    assert "✓ read" in row
+    assert f'max="{len(lesson.quiz_blocks)}" value="1"' in row
+    assert f"1/{len(lesson.quiz_blocks)} quizzes right" in row
+    assert f"Continue where you left off: {lesson.title}" in home
+    assert _lesson_row(home, lessons[0].slug).count("not read yet") == 1
+    overall = re.search(r'id="progress-overall" max="100" value="(\d+)"', home)
+    assert overall and int(overall.group(1)) > 0
+
+
+@pytest.mark.django_db
+def test_reset_is_a_post_and_clears_progress(client: Client) -> None:
+    lesson = lessons_rendered()[0]
+    client.get(lesson_url(lesson.slug))
+    assert "✓ read" in _lesson_row(client.get(HOME).content.decode(), lesson.slug)
+    assert client.get(reverse("course:progress_reset")).status_code == 405
+    response = client.post(reverse("course:progress_reset"))
+    assert response.status_code == 303 and response["Location"] == HOME
+    home = client.get(HOME).content.decode()
+    assert "✓ read" not in home
+    assert "Start the course" in home
+
+
+@pytest.mark.django_db
+def test_progress_is_per_browser(client: Client) -> None:
+    lesson = lessons_rendered()[0]
+    client.get(lesson_url(lesson.slug))
+    other = Client()
+    assert "✓ read" not in other.get(HOME).content.decode()
+
+
+def _lesson_row(home: str, slug: str) -> str:
+    match = re.search(
+        rf'<li class="progress-lesson[^"]*" data-slug="{slug}">(.*?)</li>', home, re.S
+    )
+    assert match, f"no progress row for {slug}"
+    return match.group(1)
+
+
+# ---------------------------------------------------------------------------------------
+# A real server, a real HTTP client, a restart in between
+
+
+class Browser:
+    """urllib with a cookie jar: what a browser without JavaScript does."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def get(self, path: str) -> str:
+        with self.opener.open(self.base_url + path, timeout=20) as response:
+            return response.read().decode()
+
+    def post(self, path: str, data: dict[str, str], referer_path: str) -> str:
+        request = urllib.request.Request(
+            self.base_url + path,
+            data=urllib.parse.urlencode(data).encode(),
+            headers={"Referer": self.base_url + referer_path},
+        )
+        with self.opener.open(request, timeout=20) as response:
+            return response.read().decode()
+
+
+def test_progress_survives_a_restart_of_the_web_server(server_env: dict[str, str]) -> None:
+    lesson = lessons_rendered()[2]
+    quiz = first_single_choice_quiz(lesson)
+    right = next(c for c in quiz.choices if c.correct)
+
+    process, base_url = start_daphne(server_env)
+    try:
+        browser = Browser(base_url)
+        page = browser.get(lesson_url(lesson.slug))
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+        assert token
+        # The no-JavaScript form: POST, then follow the redirect back to the lesson.
+        after = browser.post(
+            answer_url(lesson.slug, quiz.id),
+            {"csrfmiddlewaretoken": token.group(1), "choice": str(right.number)},
+            referer_path=lesson_url(lesson.slug),
+        )
+        assert "Correct!" in after
+    finally:
+        stop_process(process)
+
+    process, base_url = start_daphne(server_env)
+    try:
+        browser.base_url = base_url  # a new port; the session cookie is host-wide
+        home = browser.get(HOME)
+    finally:
+        stop_process(process)
+    row = _lesson_row(home, lesson.slug)
+    assert "✓ read" in row
+    assert f"1/{len(lesson.quiz_blocks)} quizzes right" in row
+    assert f"Continue where you left off: {lesson.title}" in home

@@ -1,0 +1,367 @@
+"""Quizzes: parsing and validation with file lines, rendering without answers, checking."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from dataclasses import dataclass
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.urls import reverse
+
+from course.lessons import lesson_get
+from course.models import QuizAnswer
+from course.quiz import quiz_check, quiz_parse, validate_quiz_block
+from course.views_common import lessons_rendered
+
+FENCE_LINE = 40  # where the ```quiz fence of the test blocks would sit in a lesson file
+
+GOOD = textwrap.dedent(
+    """\
+    id: kill-sticky-worker
+    question: "worker-2 dies while sticky sessions are on. What happens to its carts?"
+    choices:
+      - text: "They move to another worker"
+        correct: false
+        feedback: "Nothing copies memory out of a killed process."
+      - text: "They are lost"
+        correct: true
+        feedback: "Right: they lived only in worker-2's memory."
+    hint: "Where did the cart live?"
+    """
+)
+
+
+@dataclass(frozen=True)
+class Block:
+    id: str
+    source: str
+    line: int = FENCE_LINE
+
+
+def problems(source: str) -> list[str]:
+    return validate_quiz_block(Block("q", textwrap.dedent(source)))
+
+
+def test_good_block_parses_and_validates() -> None:
+    quiz = quiz_parse(Block("kill-sticky-worker", GOOD))
+    assert quiz.id == "kill-sticky-worker"
+    assert [c.correct for c in quiz.choices] == [False, True]
+    assert quiz.hint == "Where did the cart live?"
+    assert not quiz.multiple
+    assert validate_quiz_block(Block("kill-sticky-worker", GOOD)) == []
+
+
+@pytest.mark.parametrize(
+    ("source", "line_offset", "words"),
+    [
+        # YAML syntax error: reported on the line where the parser gave up.
+        ("id: a\nquestion: q: r\nchoices: []\n", 2, "invalid YAML: mapping values"),
+        # An unclosed quote: the end is where parsing stopped, the message names the start.
+        (
+            'id: a\nquestion: "unclosed\nchoices: []\n',
+            4,
+            f"scanning a quoted scalar that starts on line {FENCE_LINE + 2}",
+        ),
+        ("- just\n- a list\n", 0, "key: value"),
+        ("id: a\nquestion: q\ncolour: red\nchoices: []\n", 3, "unknown key 'colour'"),
+        ("id: Bad_Id\nquestion: q\n", 1, "lowercase"),
+        ("question: q\nchoices: []\n", 0, "missing 'id'"),
+        (
+            "id: a\nchoices:\n  - text: x\n    correct: true\n    feedback: f\n",
+            0,
+            "missing 'question'",
+        ),
+        ("id: a\nquestion: q\nchoices: nope\n", 3, "must be a list"),
+        (
+            "id: a\nquestion: q\nchoices:\n  - text: x\n    correct: true\n    feedback: f\n",
+            3,
+            "2 to 5 choices",
+        ),
+        (
+            "id: a\nquestion: q\nchoices:\n  - text: x\n    correct: false\n    feedback: f\n"
+            "  - text: y\n    correct: false\n    feedback: g\n",
+            3,
+            "no choice has 'correct: true'",
+        ),
+        (
+            "id: a\nquestion: q\nchoices:\n  - text: x\n    correct: true\n    feedback: f\n"
+            "  - text: y\n    correct: false\n",
+            7,
+            "choice 2: missing or empty 'feedback'",
+        ),
+        (
+            "id: a\nquestion: q\nchoices:\n  - text: x\n    correct: maybe\n    feedback: f\n"
+            "  - text: y\n    correct: false\n    feedback: g\n",
+            4,
+            "choice 1: 'correct' must be",
+        ),
+        (
+            "id: a\nquestion: q\nchoices:\n  - text: x\n    correct: true\n    feedback: f\n"
+            "    why: no\n  - text: y\n    correct: false\n    feedback: g\n",
+            7,
+            "choice 1: unknown key 'why'",
+        ),
+        (
+            "id: a\nquestion: q\nhint: ''\nchoices:\n  - text: x\n    correct: true\n    "
+            "feedback: f\n  - text: y\n    correct: false\n    feedback: g\n",
+            3,
+            "'hint'",
+        ),
+        (
+            "id: a\nid: b\nquestion: q\nchoices:\n  - text: x\n    correct: true\n    "
+            "feedback: f\n  - text: y\n    correct: false\n    feedback: g\n",
+            2,
+            "appears twice",
+        ),
+    ],
+)
+def test_each_error_names_its_line(source: str, line_offset: int, words: str) -> None:
+    messages = problems(source)
+    expected_line = FENCE_LINE + line_offset
+    assert any(m.startswith(f"{expected_line}: ") and words in m for m in messages), messages
+
+
+def test_several_problems_are_all_reported_in_line_order() -> None:
+    messages = problems(
+        "id: a\nquestion: q\nchoices:\n  - text: x\n    correct: true\n"
+        "  - text: ''\n    correct: false\n    feedback: g\n"
+    )
+    assert len(messages) == 2
+    lines = [int(m.split(":")[0]) for m in messages]
+    assert lines == [FENCE_LINE + 4, FENCE_LINE + 6]
+
+
+def test_check_single_and_multiple() -> None:
+    quiz = quiz_parse(Block("kill-sticky-worker", GOOD))
+    assert quiz_check(quiz=quiz, selected=[2]).correct
+    assert not quiz_check(quiz=quiz, selected=[1]).correct
+    assert not quiz_check(quiz=quiz, selected=[]).correct
+    assert not quiz_check(quiz=quiz, selected=[99]).selected
+
+    multi = quiz_parse(
+        Block(
+            "m",
+            "id: m\nquestion: q\nchoices:\n"
+            "  - {text: a, correct: true, feedback: fa}\n"
+            "  - {text: b, correct: true, feedback: fb}\n"
+            "  - {text: c, correct: false, feedback: fc}\n",
+        )
+    )
+    assert multi.multiple
+    assert quiz_check(quiz=multi, selected=[1, 2]).correct
+    partial = quiz_check(quiz=multi, selected=[1])
+    assert not partial.correct and partial.missing_some
+    assert not quiz_check(quiz=multi, selected=[1, 2, 3]).correct
+
+
+# ---------------------------------------------------------------------------------------
+# Against the real content and views
+
+
+def a_lesson_with_quizzes():
+    for lesson in lessons_rendered():
+        quizzes = [quiz_parse(b) for b in lesson.quiz_blocks]
+        if len(quizzes) >= 2:
+            return lesson, quizzes
+    raise AssertionError("the course has no lesson with two quizzes")
+
+
+def lesson_url(slug: str) -> str:
+    return reverse("course:lesson", kwargs={"slug": slug})
+
+
+def answer_url(slug: str, quiz_id: str) -> str:
+    return reverse("course:quiz_answer", kwargs={"slug": slug, "quiz_id": quiz_id})
+
+
+def test_every_quiz_in_the_content_is_valid() -> None:
+    for lesson in lessons_rendered():
+        for block in lesson.quiz_blocks:
+            assert validate_quiz_block(block) == [], (lesson.slug, block.id)
+
+
+@pytest.mark.django_db
+def test_rendered_quiz_has_no_correctness_in_the_page(client: Client) -> None:
+    lesson, quizzes = a_lesson_with_quizzes()
+    html = client.get(lesson_url(lesson.slug)).content.decode()
+    assert "csrfmiddlewaretoken" in html  # the no-JavaScript form can post
+    for quiz in quizzes:
+        section = _quiz_section(html, quiz.id)
+        assert f'hx-post="{answer_url(lesson.slug, quiz.id)}"' in section
+        assert len(re.findall(r'name="choice"', section)) == len(quiz.choices)
+        for choice in quiz.choices:
+            assert _plain(choice.feedback) not in _plain_html(html)
+
+
+@dataclass(frozen=True)
+class FakeLesson:
+    slug: str
+    quiz_blocks: list[Block]
+    html: str = ""
+
+
+def test_moving_the_right_answer_does_not_change_the_html(rf) -> None:
+    """The strongest form of 'no answers in the page': the HTML is the same whichever
+    choice is the right one."""
+    from django.contrib.auth.models import AnonymousUser
+
+    from course.quiz import render_slots
+
+    def render(source: str) -> str:
+        request = rf.get("/")
+        request.user = AnonymousUser()
+        request.session = {}
+        lesson = FakeLesson("l", [Block("kill-sticky-worker", source)])
+        html = render_slots(
+            html='<div class="quiz-slot" data-quiz="kill-sticky-worker"></div>',
+            lesson=lesson,
+            request=request,
+        )
+        return re.sub(r'name="csrfmiddlewaretoken" value="[^"]*"', "", html)
+
+    swapped = (
+        GOOD.replace("correct: false", "correct: X")
+        .replace("correct: true", "correct: false")
+        .replace("correct: X", "correct: true")
+    )
+    assert swapped != GOOD
+    first, second = render(GOOD), render(swapped)
+    assert 'name="choice"' in first and "They are lost" in first
+    assert first == second
+
+
+@pytest.mark.django_db
+def test_htmx_answer_wrong_then_right_gives_each_choice_its_feedback(client: Client) -> None:
+    lesson, quizzes = a_lesson_with_quizzes()
+    quiz = next(q for q in quizzes if not q.multiple)
+    wrong = next(c for c in quiz.choices if not c.correct)
+    right = next(c for c in quiz.choices if c.correct)
+    url = answer_url(lesson.slug, quiz.id)
+
+    response = client.post(url, {"choice": str(wrong.number)}, headers={"HX-Request": "true"})
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "Not quite" in body
+    assert _plain(wrong.feedback) in _plain_html(body)
+    assert _plain(right.feedback) not in _plain_html(body)
+    assert "<html" not in body  # only the feedback partial
+
+    response = client.post(url, {"choice": str(right.number)}, headers={"HX-Request": "true"})
+    body = response.content.decode()
+    assert "Correct!" in body
+    assert _plain(right.feedback) in _plain_html(body)
+    assert _plain(wrong.feedback) not in _plain_html(body)
+
+
+@pytest.mark.django_db
+def test_answer_without_a_choice_asks_for_one_and_records_nothing(client: Client) -> None:
+    lesson, quizzes = a_lesson_with_quizzes()
+    response = client.post(
+        answer_url(lesson.slug, quizzes[0].id), {}, headers={"HX-Request": "true"}
+    )
+    assert "Pick an answer first" in response.content.decode()
+    assert not QuizAnswer.objects.exists()
+
+
+@pytest.mark.django_db
+def test_no_js_post_redirects_to_the_quiz_and_shows_feedback_once(client: Client) -> None:
+    lesson, quizzes = a_lesson_with_quizzes()
+    quiz = quizzes[0]
+    wrong = next(c for c in quiz.choices if not c.correct)
+    response = client.post(answer_url(lesson.slug, quiz.id), {"choice": str(wrong.number)})
+    assert response.status_code == 303
+    assert response["Location"] == f"{lesson_url(lesson.slug)}#quiz-{quiz.id}"
+
+    page = client.get(response["Location"].split("#")[0]).content.decode()
+    section = _quiz_section(page, quiz.id)
+    assert _plain(wrong.feedback) in _plain_html(section)
+    assert f'value="{wrong.number}" checked' in re.sub(r"\s+", " ", section)
+    # Shown once: reloading the lesson gives a fresh quiz.
+    again = client.get(lesson_url(lesson.slug)).content.decode()
+    assert _plain(wrong.feedback) not in _plain_html(again)
+
+
+@pytest.mark.django_db
+def test_unknown_quiz_or_lesson_is_404_and_get_is_405(client: Client) -> None:
+    lesson, quizzes = a_lesson_with_quizzes()
+    assert client.post(answer_url(lesson.slug, "no-such-quiz"), {"choice": "1"}).status_code == 404
+    assert (
+        client.post(answer_url("no-such-lesson", quizzes[0].id), {"choice": "1"}).status_code == 404
+    )
+    assert client.get(answer_url(lesson.slug, quizzes[0].id)).status_code == 405
+
+
+@pytest.mark.django_db
+def test_csrf_is_enforced_on_answers() -> None:
+    lesson, quizzes = a_lesson_with_quizzes()
+    client = Client(enforce_csrf_checks=True)
+    response = client.post(answer_url(lesson.slug, quizzes[0].id), {"choice": "1"})
+    assert response.status_code == 403
+
+
+@pytest.mark.django_db
+def test_answers_are_recorded_anonymously_and_admin_shows_stats(
+    client: Client, admin_client: Client
+) -> None:
+    lesson, quizzes = a_lesson_with_quizzes()
+    quiz = next(q for q in quizzes if not q.multiple)
+    wrong = next(c for c in quiz.choices if not c.correct)
+    right = next(c for c in quiz.choices if c.correct)
+    url = answer_url(lesson.slug, quiz.id)
+    # Learner 1: wrong, then right. Learner 2: wrong only.
+    client.post(url, {"choice": str(wrong.number)}, headers={"HX-Request": "true"})
+    client.post(url, {"choice": str(right.number)}, headers={"HX-Request": "true"})
+    other = Client()
+    other.post(url, {"choice": str(wrong.number)}, headers={"HX-Request": "true"})
+
+    answers = list(QuizAnswer.objects.order_by("answered_at", "id"))
+    assert [a.correct for a in answers] == [False, True, False]
+    assert {a.lesson_slug for a in answers} == {lesson.slug}
+    assert answers[0].session_hash == answers[1].session_hash != answers[2].session_hash
+    session_key = client.session.session_key
+    assert session_key and session_key not in answers[0].session_hash
+    assert len(answers[0].session_hash) == 64
+
+    page = admin_client.get(reverse("admin:course_quizquestionstats_changelist"))
+    assert page.status_code == 200
+    html = page.content.decode()
+    row = re.search(
+        rf"<tr>\s*<td><a [^>]*>{lesson.slug}</a></td>\s*<td>{quiz.id}</td>(.*?)</tr>", html, re.S
+    )
+    assert row, html
+    cells = re.findall(r"<td>([^<]*)</td>", row.group(1))
+    # learners, got it right, share, attempts, wrong attempts
+    assert cells == ["2", "1", "50%", "3", "2"]
+
+
+@pytest.mark.django_db
+def test_admin_stats_need_staff(client: Client) -> None:
+    url = reverse("admin:course_quizquestionstats_changelist")
+    assert client.get(url).status_code == 302
+    get_user_model().objects.create_user("learner", password="pw-learner-1")
+    client.login(username="learner", password="pw-learner-1")
+    assert client.get(url).status_code == 302
+
+
+def test_lesson_get_knows_the_lessons_we_use() -> None:
+    lesson, _ = a_lesson_with_quizzes()
+    assert lesson_get(slug=lesson.slug).slug == lesson.slug
+
+
+def _quiz_section(page: str, quiz_id: str) -> str:
+    start = page.index(f'id="quiz-{quiz_id}"')
+    return page[start : page.index("</section>", start)]
+
+
+def _plain(text: str) -> str:
+    """Feedback as Markdown source reduced to words, to compare with rendered HTML."""
+    return " ".join(re.sub(r"\[([^\]]*)\]\([^)]*\)|[`*_]", r"\1", text).split())[:60]
+
+
+def _plain_html(html: str) -> str:
+    import html as html_module
+
+    return " ".join(html_module.unescape(re.sub(r"<[^>]+>", "", html)).split())
