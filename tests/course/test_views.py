@@ -195,3 +195,10 @@ def test_theme_script_runs_in_the_head_before_the_stylesheet(client: Client) -> 
     head = page[: page.index("</head>")]
     theme = head.index('<script src="/static/js/theme.js"></script>')  # blocking, not deferred
     assert theme < head.index('href="/static/css/site.css"')
+
+
+def test_unknown_page_answers_404_with_the_site_layout(client) -> None:
+    response = client.get("/no-such-page/")
+    assert response.status_code == 404
+    assert "Page not found" in response.content.decode()
+    assert 'href="/search/"' in response.content.decode()
