@@ -2,4 +2,8 @@
 
 from django.urls import path
 
-websocket_urlpatterns: list = []
+from . import consumers
+
+websocket_urlpatterns = [
+    path("ws/labs/<str:lab_id>/", consumers.LabConsumer.as_asgi()),
+]

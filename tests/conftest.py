@@ -128,3 +128,9 @@ def page(browser: object) -> Iterator[object]:
     pg = context.new_page()
     yield pg
     context.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Browser tests last: once the session's browser starts, Playwright's sync API keeps an
+    # event loop running in this thread, and no async test after it could start its own.
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)

@@ -143,3 +143,10 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"daphne": {"level": "WARNING"}},
 }
+
+# The playground's lab host (`manage.py runlabs`, playground.labhost): the one stateful
+# process. See docs/playground-contract.md.
+PLAYGROUND_LABHOST = "labhost"  # its channel name on the Channels layer and heartbeat key
+PLAYGROUND_MAX_LABS = 50  # labs one host runs at most; more are refused
+PLAYGROUND_IDLE_TIMEOUT = 60.0  # seconds a lab lives on after its last viewer left
+PLAYGROUND_MAX_LIFETIME = 30 * 60.0  # seconds a lab lives at most, watched or not

@@ -1,0 +1,472 @@
+"""The lab host: every lab of the site runs in this one process, driven over the Channels layer.
+
+Labs are stateful (worker processes, a balancer, virtual users), so they live here and never
+in a web process. No Django imports: `manage.py runlabs` hands in a channel layer and a Redis
+client, and a test can run a host on its own event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hmac
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from playground.lab import Lab, LabConfig, LabError
+
+from . import protocol
+
+log = logging.getLogger("playground.labhost")
+
+HEARTBEAT_INTERVAL = 1.0
+HEARTBEAT_TTL = 3  # seconds; the web tier says "the lab host is not running" once it lapses
+LAB_KEY_TTL = 5  # registry entries outlive a missed heartbeat or two, not a dead host
+START_TIMEOUT = 20.0
+MIN_PUSH_GAP = 0.05  # at most 20 snapshots a second per lab, however busy its event stream
+# What the start form may set; the rest of LabConfig is the host's business.
+CREATE_FIELDS = frozenset({"mode", "workers", "users", "rate", "sticky", "balancing"})
+
+
+class HostAlreadyRunning(RuntimeError):
+    """Another live lab host already serves this name on this Redis."""
+
+
+@dataclass(frozen=True)
+class HostLimits:
+    max_labs: int = 50
+    # Starting a third lab closes the owner's oldest one rather than refusing: a learner who
+    # left a lab tab behind and starts again means "a new lab", not "explain my old tabs".
+    max_per_owner: int = 2
+    idle_timeout: float = 60.0  # closed this long after its last viewer left
+    max_lifetime: float = 30 * 60.0
+    push_interval: float = 0.2  # 5 snapshots a second to every viewer
+    viewer_lease: float = 30.0  # consumers re-attach every few seconds; silence means gone
+
+
+@dataclass(eq=False)
+class HostedLab:
+    lab: Lab
+    owner: str
+    created: float
+    idle_since: float
+    viewers: dict[str, float] = field(default_factory=dict)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    dirty: asyncio.Event = field(default_factory=asyncio.Event)
+    starter: asyncio.Task[None] | None = None
+    publisher: asyncio.Task[None] | None = None
+    closer: asyncio.Task[None] | None = None
+    last_push: float = 0.0
+
+    @property
+    def lab_id(self) -> str:
+        return self.lab.config.lab_id
+
+    @property
+    def group(self) -> str:
+        return protocol.group_name(self.lab_id)
+
+
+class LabHost:
+    """Receives lab.* messages on `name`, runs the labs, pushes their snapshots."""
+
+    def __init__(
+        self,
+        *,
+        layer: Any,
+        redis: Any,
+        name: str = protocol.HOST_CHANNEL,
+        lab_redis_url: str | None = None,
+        limits: HostLimits | None = None,
+        lab_factory: Callable[..., Lab] = Lab,
+        clock: Callable[[], float] = time.monotonic,
+        claim_timeout: float = HEARTBEAT_TTL + 1,
+    ) -> None:
+        self.layer = layer
+        self.redis = redis
+        self.name = name
+        self.lab_redis_url = lab_redis_url
+        self.limits = limits or HostLimits()
+        self.lab_factory = lab_factory
+        self.clock = clock
+        self.claim_timeout = claim_timeout
+        self.labs: dict[str, HostedLab] = {}
+        self.host_id = uuid.uuid4().hex
+        self.stopping = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- life cycle -------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until `stop` is set, then close every lab and withdraw the heartbeat."""
+        await self._claim()
+        loops = [
+            asyncio.create_task(self._receive_loop(), name="labhost-receive"),
+            asyncio.create_task(self._heartbeat_loop(), name="labhost-heartbeat"),
+        ]
+        log.info("lab host %r serving (pid %d)", self.name, os.getpid())
+        try:
+            await stop.wait()
+        finally:
+            self.stopping = True
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+            await self.close_all("The lab host stopped.")
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self._release()
+            log.info("lab host %r stopped", self.name)
+
+    async def close_all(self, reason: str) -> None:
+        await asyncio.gather(
+            *(self.lab_close(hosted=h, reason=reason) for h in list(self.labs.values())),
+            return_exceptions=True,
+        )
+
+    def pids(self) -> list[int]:
+        """Every live process of every lab (for orphan checks)."""
+        return [pid for hosted in self.labs.values() for pid in hosted.lab.pids()]
+
+    async def _claim(self) -> None:
+        key = protocol.heartbeat_key(self.name)
+        # A host that was just killed leaves its key for up to HEARTBEAT_TTL seconds.
+        deadline = self.clock() + self.claim_timeout
+        while not await self.redis.set(key, self._heartbeat_value(), nx=True, ex=HEARTBEAT_TTL):
+            if self.clock() > deadline:
+                other = await self.redis.get(key)
+                raise HostAlreadyRunning(
+                    f"another lab host is serving {self.name!r} on this Redis: {other!r}"
+                )
+            await asyncio.sleep(0.25)
+
+    async def _release(self) -> None:
+        key = protocol.heartbeat_key(self.name)
+        with contextlib.suppress(Exception):
+            value = await self.redis.get(key)
+            if value and json.loads(value).get("id") == self.host_id:
+                await self.redis.delete(key)
+
+    def _heartbeat_value(self) -> str:
+        return json.dumps({"id": self.host_id, "pid": os.getpid(), "labs": len(self.labs)})
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            try:
+                await self._heartbeat()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("heartbeat failed")
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
+
+    async def _heartbeat(self) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(protocol.heartbeat_key(self.name), self._heartbeat_value(), ex=HEARTBEAT_TTL)
+            for lab_id in self.labs:
+                pipe.expire(protocol.lab_key(lab_id), LAB_KEY_TTL)
+            await pipe.execute()
+        now = self.clock()
+        for hosted in list(self.labs.values()):
+            if hosted.closer is not None:
+                continue
+            for channel, seen in list(hosted.viewers.items()):
+                if now - seen > self.limits.viewer_lease:
+                    del hosted.viewers[channel]
+                    hosted.idle_since = now
+            if now - hosted.created > self.limits.max_lifetime:
+                minutes = round(self.limits.max_lifetime / 60)
+                self._spawn(
+                    self.lab_close(
+                        hosted=hosted, reason=f"This lab reached its {minutes}-minute limit."
+                    )
+                )
+            elif not hosted.viewers and now - hosted.idle_since > self.limits.idle_timeout:
+                self._spawn(
+                    self.lab_close(
+                        hosted=hosted,
+                        reason=f"No one watched this lab for {self.limits.idle_timeout:g} seconds.",
+                    )
+                )
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- messages ---------------------------------------------------------------------
+
+    async def _receive_loop(self) -> None:
+        handlers = {
+            "lab.create": self._on_create,
+            "lab.attach": self._on_attach,
+            "lab.detach": self._on_detach,
+            "lab.command": self._on_command,
+        }
+        while True:
+            try:
+                message = await self.layer.receive(self.name)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("receive failed; retrying")
+                await asyncio.sleep(1)
+                continue
+            handler = handlers.get(message.get("type"))
+            if handler is None or not isinstance(message.get("lab_id"), str):
+                log.warning("ignored message %.200r", message)
+                continue
+            self._spawn(self._handle(handler, message))
+
+    async def _handle(
+        self, handler: Callable[[dict[str, Any]], Any], message: dict[str, Any]
+    ) -> None:
+        try:
+            await handler(message)
+        except Exception:
+            log.exception(
+                "failed to handle %s for lab %s", message.get("type"), message.get("lab_id")
+            )
+            await self._reply(message, "lab.error", message="The lab host failed to do that.")
+
+    async def _reply(self, request: dict[str, Any], type_: str, /, **fields: Any) -> None:
+        channel = request.get("reply_channel")
+        if isinstance(channel, str) and channel:
+            with contextlib.suppress(Exception):
+                await self.layer.send(
+                    channel, {"type": type_, "lab_id": request["lab_id"], **fields}
+                )
+
+    def _owned(self, hosted: HostedLab, message: dict[str, Any]) -> bool:
+        owner = message.get("owner")
+        return isinstance(owner, str) and hmac.compare_digest(owner.encode(), hosted.owner.encode())
+
+    async def _on_create(self, message: dict[str, Any]) -> None:
+        lab_id, owner = message["lab_id"], message.get("owner")
+        settings = message.get("config")
+        if not isinstance(owner, str) or not owner or not isinstance(settings, dict):
+            await self._reply(message, "lab.error", code=400, message="Malformed lab.create.")
+            return
+        if self.stopping:
+            await self._reply(message, "lab.error", code=503, message="The lab host is stopping.")
+            return
+        if lab_id in self.labs:
+            await self._reply(message, "lab.error", code=409, message="That lab id is taken.")
+            return
+        if len(self.labs) >= self.limits.max_labs:
+            await self._reply(
+                message,
+                "lab.error",
+                code=503,
+                message=f"The lab host is full ({self.limits.max_labs} labs). Try again later.",
+            )
+            return
+        try:
+            config = LabConfig(
+                lab_id=lab_id,
+                redis_url=self.lab_redis_url,
+                **{k: v for k, v in settings.items() if k in CREATE_FIELDS},
+            )
+        except (LabError, TypeError) as exc:
+            await self._reply(message, "lab.error", code=400, message=str(exc))
+            return
+        now = self.clock()
+        dirty = asyncio.Event()
+        lab = self.lab_factory(config, on_event=_waker(dirty))
+        hosted = HostedLab(lab=lab, owner=owner, created=now, idle_since=now, dirty=dirty)
+        older = sorted((h for h in self.labs.values() if h.owner == owner), key=lambda h: h.created)
+        # Registered before the first await, so two quick starts cannot both slip under a limit.
+        self.labs[lab_id] = hosted
+        await self._register(hosted)
+        await self._reply(message, "lab.created")
+        for victim in older[: max(0, len(older) + 1 - self.limits.max_per_owner)]:
+            self._spawn(
+                self.lab_close(
+                    hosted=victim,
+                    reason="You started a newer lab, so this one was closed (two labs at most).",
+                )
+            )
+        hosted.starter = self._spawn(self._lab_start(hosted))
+
+    async def _register(self, hosted: HostedLab) -> None:
+        record = {
+            "owner": protocol.owner_digest(hosted.owner),
+            "host": self.name,
+            "mode": hosted.lab.config.mode,
+            "created": time.time(),
+        }
+        await self.redis.set(protocol.lab_key(hosted.lab_id), json.dumps(record), ex=LAB_KEY_TTL)
+
+    async def _lab_start(self, hosted: HostedLab) -> None:
+        try:
+            await asyncio.wait_for(hosted.lab.start(), timeout=START_TIMEOUT)
+        except (LabError, TimeoutError) as exc:
+            reason = str(exc) if isinstance(exc, LabError) else "The lab took too long to start."
+            log.warning("lab %s failed to start: %s", hosted.lab_id, reason)
+            self._spawn(self.lab_close(hosted=hosted, reason=f"The lab could not start: {reason}"))
+            return
+        if hosted.closer is None:
+            hosted.publisher = self._spawn(self._publish_loop(hosted))
+
+    async def _on_attach(self, message: dict[str, Any]) -> None:
+        hosted = self.labs.get(message["lab_id"])
+        if hosted is None or hosted.closer is not None:
+            await self._reply(message, "lab.closed", reason="This lab has ended.")
+            return
+        if not self._owned(hosted, message):
+            await self._reply(
+                message,
+                "lab.refused",
+                code=protocol.CLOSE_FORBIDDEN,
+                message="This lab belongs to another browser session.",
+            )
+            return
+        channel = message.get("reply_channel")
+        if isinstance(channel, str) and channel:
+            hosted.viewers[channel] = self.clock()
+        await self._reply(message, "lab.attached", snapshot=self._snapshot(hosted))
+
+    async def _on_detach(self, message: dict[str, Any]) -> None:
+        hosted = self.labs.get(message["lab_id"])
+        if hosted is None:
+            return
+        left = hosted.viewers.pop(str(message.get("reply_channel")), None)
+        if left is not None and not hosted.viewers:
+            hosted.idle_since = self.clock()
+
+    async def _on_command(self, message: dict[str, Any]) -> None:
+        hosted = self.labs.get(message["lab_id"])
+        if hosted is None or hosted.closer is not None:
+            await self._reply(message, "lab.closed", reason="This lab has ended.")
+            return
+        if not self._owned(hosted, message):
+            await self._reply(
+                message,
+                "lab.refused",
+                code=protocol.CLOSE_FORBIDDEN,
+                message="This lab belongs to another browser session.",
+            )
+            return
+        if hosted.starter is not None and not hosted.starter.done():
+            await self._reply(message, "lab.error", message="The lab is still starting.")
+            return
+        operation = _operation(hosted.lab, message)
+        if isinstance(operation, str):
+            await self._reply(message, "lab.error", message=operation)
+            return
+        try:
+            # One action at a time per lab: the engine sees a simple sequence of orders.
+            async with hosted.lock:
+                await operation()
+        except (LabError, TypeError) as exc:
+            await self._reply(message, "lab.error", message=str(exc))
+        finally:
+            if hosted.closer is None:
+                await self._push(hosted)
+
+    # -- snapshots --------------------------------------------------------------------
+
+    def _snapshot(self, hosted: HostedLab) -> dict[str, Any] | None:
+        try:
+            return hosted.lab.snapshot()
+        except Exception:
+            # Before start() has finished the engine may have nothing to show yet.
+            return None
+
+    async def _push(self, hosted: HostedLab) -> None:
+        snapshot = self._snapshot(hosted)
+        hosted.last_push = self.clock()
+        if snapshot is None or not hosted.viewers:
+            return
+        try:
+            await self.layer.group_send(
+                hosted.group,
+                {"type": "lab.snapshot", "lab_id": hosted.lab_id, "snapshot": snapshot},
+            )
+        except Exception:
+            log.exception("could not push a snapshot of lab %s", hosted.lab_id)
+
+    async def _publish_loop(self, hosted: HostedLab) -> None:
+        interval = self.limits.push_interval
+        while True:
+            wait = max(0.0, hosted.last_push + interval - self.clock())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(hosted.dirty.wait(), timeout=wait)
+            hosted.dirty.clear()
+            await asyncio.sleep(max(0.0, hosted.last_push + MIN_PUSH_GAP - self.clock()))
+            await self._push(hosted)
+
+    # -- closing ----------------------------------------------------------------------
+
+    async def lab_close(self, *, hosted: HostedLab, reason: str) -> None:
+        """Close a lab for good and tell its viewers why. Safe to call more than once."""
+        if hosted.closer is None:
+            hosted.closer = asyncio.ensure_future(self._close(hosted, reason))
+        await asyncio.shield(hosted.closer)
+
+    async def _close(self, hosted: HostedLab, reason: str) -> None:
+        if hosted.publisher is not None:
+            hosted.publisher.cancel()
+        if hosted.starter is not None and not hosted.starter.done():
+            # Let start() finish or fail on its own (it cleans up after itself), bounded.
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(hosted.starter), timeout=START_TIMEOUT)
+            hosted.starter.cancel()
+        try:
+            await hosted.lab.close()
+        except Exception:
+            log.exception("closing lab %s failed", hosted.lab_id)
+        finally:
+            self.labs.pop(hosted.lab_id, None)
+            with contextlib.suppress(Exception):
+                await self.redis.delete(protocol.lab_key(hosted.lab_id))
+            with contextlib.suppress(Exception):
+                await self.layer.group_send(
+                    hosted.group, {"type": "lab.closed", "lab_id": hosted.lab_id, "reason": reason}
+                )
+            log.info("lab %s closed: %s", hosted.lab_id, reason)
+
+
+def _waker(event: asyncio.Event) -> Callable[[dict[str, Any]], None]:
+    """The engine's on_event callback: wake the lab's publisher, never block."""
+    loop = asyncio.get_running_loop()
+
+    def on_event(_event: dict[str, Any]) -> None:
+        loop.call_soon_threadsafe(event.set)
+
+    return on_event
+
+
+def _operation(lab: Lab, message: dict[str, Any]) -> Callable[[], Awaitable[Any]] | str:
+    """The engine call a lab.command asks for, or why there is none."""
+    action, worker, value = message.get("action"), message.get("worker"), message.get("value")
+    if action in protocol.WORKER_ACTIONS:
+        if not isinstance(worker, str):
+            return f"{action} needs a worker."
+        method = {
+            "kill": lab.worker_kill,
+            "stop": lab.worker_stop,
+            "pause": lab.worker_pause,
+            "resume": lab.worker_resume,
+            "restart": lab.worker_restart,
+            "remove_worker": lab.worker_remove,
+        }[action]
+        return functools.partial(method, worker)
+    if action == "add_worker":
+        return lab.worker_add
+    if action == "reset":
+        return lab.reset
+    if action == "set":
+        if not isinstance(value, dict) or not value:
+            return "set needs an object of settings to change."
+        return functools.partial(lab.set, **value)
+    return f"Unknown action {action!r}."

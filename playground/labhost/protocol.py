@@ -1,0 +1,119 @@
+"""The contract between the web tier and the lab host: names, message shapes, validation.
+
+No Django imports here: the host, the consumer and the tests share it. See
+docs/playground-contract.md for the prose version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+# Channels-layer names. The host receives on its well-known channel; each lab's snapshots
+# go to the group `lab.<id>`; web processes get replies on their own reply channel.
+HOST_CHANNEL = "labhost"
+REDIS_PREFIX = "playground:"
+
+# Close codes of the lab socket (4000-4999 are free for applications).
+CLOSE_FORBIDDEN = 4403  # the lab belongs to another browser session
+CLOSE_GONE = 4404  # the lab has ended, or never existed
+CLOSE_HOST_DOWN = 4503  # the lab host stopped answering
+
+MAX_MESSAGE_BYTES = 4096
+WORKER_ACTIONS = frozenset({"kill", "stop", "pause", "resume", "restart", "remove_worker"})
+LAB_ACTIONS = frozenset({"add_worker", "set", "reset"})
+ACTIONS = WORKER_ACTIONS | LAB_ACTIONS
+SETTABLE: dict[str, tuple[type, ...]] = {
+    "sticky": (bool,),
+    "auto_restart": (bool,),
+    "rate": (int, float),
+    "users": (int,),
+    "balancing": (str,),
+}
+LAB_ID = re.compile(r"^[a-z0-9]{6,16}$")
+WORKER_NAME = re.compile(r"^worker-[1-9][0-9]{0,2}$")
+
+
+class CommandError(ValueError):
+    """A browser message that is not a valid command. The text is shown to the learner."""
+
+
+def group_name(lab_id: str) -> str:
+    return f"lab.{lab_id}"
+
+
+def heartbeat_key(host: str) -> str:
+    return f"{REDIS_PREFIX}labhost:{host}"
+
+
+def lab_key(lab_id: str) -> str:
+    return f"{REDIS_PREFIX}lab:{lab_id}"
+
+
+def owner_digest(owner: str) -> str:
+    """What the registry stores instead of the owner token itself."""
+    return hashlib.sha256(owner.encode()).hexdigest()
+
+
+def command_parse(text_data: str | None, bytes_data: bytes | None = None) -> dict[str, Any]:
+    """Validate one message from the browser; return {"action", "worker"?, "value"?}.
+
+    The shape is checked here, at the edge; the values of `set` (ranges, balancing names)
+    are checked by the lab engine, whose LabError comes back as an error message too.
+    """
+    if text_data is None:
+        raise CommandError("Send commands as JSON text, not binary frames.")
+    if len(text_data.encode()) > MAX_MESSAGE_BYTES:
+        raise CommandError(f"Message too large: at most {MAX_MESSAGE_BYTES} bytes.")
+    try:
+        message = json.loads(text_data)
+    except ValueError:
+        raise CommandError("Message is not valid JSON.") from None
+    if not isinstance(message, dict):
+        raise CommandError('A command is a JSON object such as {"action": "reset"}.')
+    action = message.get("action")
+    if not isinstance(action, str) or action not in ACTIONS:
+        raise CommandError(f"Unknown action {action!r}; use one of {', '.join(sorted(ACTIONS))}.")
+    command: dict[str, Any] = {"action": action}
+    rest = {k: v for k, v in message.items() if k != "action"}
+    if action in WORKER_ACTIONS:
+        worker = rest.pop("worker", None)
+        if not isinstance(worker, str) or not WORKER_NAME.match(worker):
+            raise CommandError(f'{action} needs a worker such as "worker-1", not {worker!r}.')
+        command["worker"] = worker
+    elif action == "set":
+        if not rest:
+            raise CommandError(f"set needs at least one of {', '.join(SETTABLE)}.")
+        for key, value in rest.items():
+            types = SETTABLE.get(key)
+            if types is None:
+                raise CommandError(f"set cannot change {key!r}; use {', '.join(SETTABLE)}.")
+            if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+                raise CommandError(f"set {key}: wrong type {type(value).__name__}.")
+        command["value"] = rest
+        rest = {}
+    if rest:
+        raise CommandError(f"Unexpected field(s) for {action}: {', '.join(sorted(rest))}.")
+    return command
+
+
+class RateLimiter:
+    """A token bucket: `rate` messages a second on average, bursts up to `burst`."""
+
+    def __init__(self, *, rate: float, burst: int, clock: Any) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.clock = clock
+        self.tokens = float(burst)
+        self.updated = clock()
+
+    def allow(self) -> bool:
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False

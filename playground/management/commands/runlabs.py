@@ -1,0 +1,63 @@
+"""`manage.py runlabs`: run the lab host until SIGTERM or SIGINT, then close every lab."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Any
+
+import redis.asyncio
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from playground.labhost.client import host_name
+from playground.labhost.host import HostAlreadyRunning, HostLimits, LabHost
+
+
+class Command(BaseCommand):
+    help = "Run the lab host: the process that owns every lab (worker processes, balancers)."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument(
+            "--name",
+            default=None,
+            help="Channel the host listens on (default: settings.PLAYGROUND_LABHOST).",
+        )
+        parser.add_argument(
+            "--max-labs",
+            type=int,
+            default=settings.PLAYGROUND_MAX_LABS,
+            help="Labs this host runs at most (default: settings.PLAYGROUND_MAX_LABS).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            asyncio.run(
+                self._serve(name=options["name"] or host_name(), max_labs=options["max_labs"])
+            )
+        except HostAlreadyRunning as exc:
+            raise CommandError(str(exc)) from None
+
+    async def _serve(self, *, name: str, max_labs: int) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        client = redis.asyncio.Redis.from_url(settings.REDIS_URL)
+        host = LabHost(
+            layer=get_channel_layer(),
+            redis=client,
+            name=name,
+            lab_redis_url=settings.REDIS_URL,
+            limits=HostLimits(
+                max_labs=max_labs,
+                idle_timeout=settings.PLAYGROUND_IDLE_TIMEOUT,
+                max_lifetime=settings.PLAYGROUND_MAX_LIFETIME,
+            ),
+        )
+        self.stdout.write(f"lab host {host.name!r} running (Ctrl-C stops it and every lab)")
+        try:
+            await host.run(stop)
+        finally:
+            await client.aclose()

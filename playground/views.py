@@ -1,0 +1,102 @@
+"""Playground pages: the start form, and the page that shows a running lab.
+
+Thin: the form validates, the lab host (through labhost.client) does the rest. The web tier
+keeps no lab state: which labs exist and whose they are is the host's registry in Redis; the
+session only holds the learner's owner token and their recent lab ids.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.vary import vary_on_headers
+from django_htmx.http import HttpResponseClientRedirect
+from django_htmx.middleware import HtmxDetails
+
+from playground.forms import LabStartForm
+from playground.labhost import client
+from playground.labhost.client import LabHostUnavailable, LabRefused
+
+LAB_ID_ALPHABET = string.ascii_lowercase + string.digits
+RECENT_LABS = 2
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
+@require_GET
+@vary_on_headers("HX-Request")
+def index(request: HtmxHttpRequest) -> HttpResponse:
+    if request.htmx.boosted:
+        return _full_page_load(request)
+    return _render_start(request, LabStartForm())
+
+
+@require_POST
+def lab_start(request: HtmxHttpRequest) -> HttpResponse:
+    form = LabStartForm(request.POST)
+    if not form.is_valid():
+        return _render_start(request, form, status=400)
+    owner = request.session.get("lab_owner") or secrets.token_urlsafe(24)
+    lab_id = "".join(secrets.choice(LAB_ID_ALPHABET) for _ in range(8))
+    try:
+        client.lab_create(lab_id=lab_id, owner=owner, config=form.lab_config())
+    except LabHostUnavailable as exc:
+        return _render_start(request, form, error=str(exc), status=503)
+    except LabRefused as exc:
+        return _render_start(request, form, error=str(exc), status=409)
+    request.session["lab_owner"] = owner
+    request.session["labs"] = [lab_id, *request.session.get("labs", [])][:RECENT_LABS]
+    return redirect("playground:lab_detail", lab_id=lab_id)
+
+
+@require_GET
+@vary_on_headers("HX-Request")
+def lab_detail(request: HtmxHttpRequest, lab_id: str) -> HttpResponse:
+    if request.htmx.boosted:
+        return _full_page_load(request)
+    record = client.lab_get(lab_id)
+    if record is None:
+        host_alive = client.host_alive()
+        reason = (
+            "This lab has ended (labs close a minute after their last viewer leaves)."
+            if host_alive
+            else "This lab is gone: the lab host is not running. Start it with make run."
+        )
+        return render(
+            request, "playground/unavailable.html", {"reason": reason, "lab_id": lab_id}, status=404
+        )
+    if not record.owned_by(request.session.get("lab_owner")):
+        reason = "This lab belongs to another browser session. Start one of your own."
+        return render(
+            request, "playground/unavailable.html", {"reason": reason, "lab_id": lab_id}, status=403
+        )
+    return render(
+        request,
+        "playground/lab.html",
+        {"lab_id": lab_id, "mode": record.mode, "ws_path": f"/ws/labs/{lab_id}/"},
+    )
+
+
+def _render_start(
+    request: HtmxHttpRequest, form: LabStartForm, *, error: str = "", status: int = 200
+) -> HttpResponse:
+    recent = [lab_id for lab_id in request.session.get("labs", []) if client.lab_get(lab_id)]
+    context = {
+        "form": form,
+        "error": error,
+        "host_alive": client.host_alive(),
+        "recent_labs": recent,
+    }
+    return render(request, "playground/start.html", context, status=status)
+
+
+def _full_page_load(request: HtmxHttpRequest) -> HttpResponse:
+    """Playground pages bring their own stylesheets and scripts (charts, the socket), which a
+    boosted swap of <body> would not load in order: ask htmx for a real navigation instead."""
+    return HttpResponseClientRedirect(request.get_full_path())

@@ -1,0 +1,244 @@
+/*
+ * The lab page's glue. An htmx extension ("lab") unwraps the socket's JSON messages
+ * ({type, html, snapshot}) into the HTML that htmx swaps, and feeds the uPlot charts from
+ * each snapshot; the controls' commands (JSON in data-command, see
+ * docs/playground-contract.md) go out on the socket the ws extension opened.
+ * No inline script anywhere: the page runs under a CSP with script-src 'self'.
+ */
+(function () {
+  "use strict";
+
+  var NUMERIC = { rate: true, users: true };
+  var CHART_HEIGHT = 150;
+  var SERIES = {
+    throughput: [{ key: "ok", color: "--pg-ok", fill: "--pg-ok-fill" }],
+    failures: [
+      { key: "failed", color: "--pg-bad" },
+      { key: "lost", color: "--pg-lost" },
+    ],
+    latency: [
+      { key: "p50", color: "--pg-p50" },
+      { key: "p99", color: "--pg-p99" },
+    ],
+  };
+  var charts = {};
+  var lastSeries = null;
+  var socket = null;
+  var alertTimer = null;
+
+  function labRoot() {
+    return document.getElementById("lab");
+  }
+
+  function cssVar(el, name, fallback) {
+    var value = getComputedStyle(el).getPropertyValue(name).trim();
+    return value || fallback;
+  }
+
+  // -- charts ------------------------------------------------------------------------
+
+  function secondsAgo(u, values) {
+    return values.map(function (v) {
+      return v === 0 ? "now" : Math.round(v) + "s";
+    });
+  }
+
+  function yRange(u, min, max) {
+    return [0, Math.max(1, max * 1.15)];
+  }
+
+  function makeChart(el, defs) {
+    var muted = cssVar(el, "--pg-muted", "#6b7280");
+    var grid = cssVar(el, "--pg-grid", "#e5e7eb");
+    var axis = { stroke: muted, grid: { stroke: grid, width: 1 }, ticks: { show: false } };
+    var opts = {
+      width: Math.max(200, el.clientWidth),
+      height: CHART_HEIGHT,
+      legend: { show: false },
+      cursor: { points: { show: false }, drag: { x: false, y: false } },
+      scales: { x: { time: false, range: [-60, 0] }, y: { range: yRange } },
+      axes: [
+        Object.assign({ values: secondsAgo, space: 50 }, axis),
+        Object.assign({ size: 44 }, axis),
+      ],
+      series: [{}].concat(defs.map(function (d) {
+        return {
+          stroke: cssVar(el, d.color, "#2563eb"),
+          fill: d.fill ? cssVar(el, d.fill, undefined) : undefined,
+          width: 2,
+          points: { show: false },
+        };
+      })),
+    };
+    var chart = new uPlot(opts, [[]].concat(defs.map(function () { return []; })), el);
+    var observer = null;
+    if (window.ResizeObserver) {
+      observer = new ResizeObserver(function () {
+        chart.setSize({ width: Math.max(200, el.clientWidth), height: CHART_HEIGHT });
+      });
+      observer.observe(el);
+    }
+    return {
+      chart: chart,
+      keys: defs.map(function (d) { return d.key; }),
+      destroy: function () {
+        if (observer) observer.disconnect();
+        chart.destroy();
+      },
+    };
+  }
+
+  function setupCharts(root) {
+    if (typeof uPlot === "undefined") return;
+    root.querySelectorAll("[data-chart]").forEach(function (el) {
+      var name = el.getAttribute("data-chart");
+      if (SERIES[name] && !charts[name]) charts[name] = makeChart(el, SERIES[name]);
+    });
+  }
+
+  function feedCharts(series) {
+    if (!series || !series.length) return;
+    lastSeries = series;
+    var last = series[series.length - 1].t;
+    var xs = series.map(function (p) { return p.t - last; });
+    Object.keys(charts).forEach(function (name) {
+      var entry = charts[name];
+      var data = [xs].concat(entry.keys.map(function (k) {
+        return series.map(function (p) { return p[k] == null ? null : p[k]; });
+      }));
+      entry.chart.setData(data, true);
+    });
+  }
+
+  // -- page state --------------------------------------------------------------------
+
+  // Fill the load form with the lab's real values, unless the learner is editing it.
+  function syncLoadForm(root, snapshot) {
+    root.querySelectorAll("input[data-snapshot]").forEach(function (input) {
+      var key = input.getAttribute("data-snapshot");
+      if (document.activeElement === input || input.dataset.dirty === "1") return;
+      if (snapshot[key] != null) input.value = String(snapshot[key]);
+    });
+  }
+
+  function setConnection(root, state, text) {
+    var el = root && root.querySelector("#lab-conn");
+    if (!el || el.getAttribute("data-state") === state) return;
+    el.setAttribute("data-state", state);
+    el.textContent = text;
+  }
+
+  function clearAlertLater(root) {
+    if (alertTimer) clearTimeout(alertTimer);
+    alertTimer = setTimeout(function () {
+      var alert = root.querySelector("#lab-alert");
+      if (alert) alert.textContent = "";
+    }, 6000);
+  }
+
+  function endLab(root, text) {
+    if (!root) return;
+    root.classList.add("is-gone");
+    root.querySelectorAll("button, input").forEach(function (el) { el.disabled = true; });
+    setConnection(root, "gone", text);
+  }
+
+  htmx.defineExtension("lab", {
+    transformResponse: function (text, xhr) {
+      if (xhr || typeof text !== "string" || text.charAt(0) !== "{") return text;
+      var root = labRoot();
+      var message;
+      try {
+        message = JSON.parse(text);
+      } catch (e) {
+        return "";
+      }
+      if (message.type === "snapshot" && message.snapshot) {
+        setConnection(root, "live", "Live");
+        feedCharts(message.snapshot.series);
+        syncLoadForm(root, message.snapshot);
+      } else if (message.type === "error") {
+        clearAlertLater(root);
+      } else if (message.type === "closed" || message.type === "refused") {
+        endLab(root, message.type === "refused" ? "Not your lab" : "Ended");
+      }
+      return message.html || "";
+    },
+  });
+
+  // -- commands ----------------------------------------------------------------------
+
+  // Not ws-send: htmx binds ws-send when it processes an ancestor, so controls that a
+  // morph adds later (a new worker's buttons) would stay dead. One delegated listener
+  // serves every control, present or future.
+  function send(command) {
+    if (socket) socket.send(JSON.stringify(command));
+  }
+
+  function commandOf(el) {
+    try {
+      return JSON.parse(el.getAttribute("data-command"));
+    } catch (e) {
+      return null;
+    }
+  }
+
+  document.addEventListener("click", function (evt) {
+    var button = evt.target.closest && evt.target.closest("#lab button[data-command]");
+    if (!button || button.disabled) return;
+    var command = commandOf(button);
+    if (command) send(command);
+  });
+
+  document.addEventListener("submit", function (evt) {
+    var form = evt.target;
+    if (!form.matches || !form.matches("#lab form[data-command]")) return;
+    evt.preventDefault();
+    var command = commandOf(form);
+    if (!command) return;
+    form.querySelectorAll("input[name]").forEach(function (input) {
+      command[input.name] = NUMERIC[input.name] ? Number(input.value) : input.value;
+      delete input.dataset.dirty;
+    });
+    send(command);
+  });
+
+  document.addEventListener("input", function (evt) {
+    if (evt.target.matches && evt.target.matches("input[data-snapshot]")) {
+      evt.target.dataset.dirty = "1";
+    }
+  });
+
+  // -- socket life -------------------------------------------------------------------
+
+  document.addEventListener("htmx:wsOpen", function (evt) {
+    socket = evt.detail.socketWrapper;
+    setConnection(evt.target, "live", "Live");
+  });
+
+  document.addEventListener("htmx:wsClose", function (evt) {
+    var root = labRoot();
+    var code = evt.detail && evt.detail.event ? evt.detail.event.code : 0;
+    if (!root) return;
+    if (code === 4403) endLab(root, "Not your lab");
+    else if (code >= 4000) endLab(root, "Ended");
+    else if (!root.classList.contains("is-gone")) setConnection(root, "reconnecting", "Reconnecting…");
+  });
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var root = labRoot();
+    if (root) setupCharts(root);
+  });
+
+  // Chart colours come from the stylesheet: redraw the charts when the theme changes.
+  document.addEventListener("course:themechange", function () {
+    var root = labRoot();
+    if (!root) return;
+    Object.keys(charts).forEach(function (name) {
+      charts[name].destroy();
+      delete charts[name];
+    });
+    setupCharts(root);
+    if (lastSeries) feedCharts(lastSeries);
+  });
+})();

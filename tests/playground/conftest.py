@@ -1,0 +1,207 @@
+"""Fixtures for the playground's web side: a real lab host, in-process or as `runlabs`.
+
+`labhost` runs a LabHost on the test's own event loop, on the run's real Redis, under a
+name of its own (so it never takes messages meant for another host). `labhost_process`
+is `manage.py runlabs` as a subprocess, for the view and browser tests; when the session
+ends it checks that stopping the host left no process of any lab behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+import pytest
+import redis
+import redis.asyncio
+from channels_redis.core import RedisChannelLayer
+from django.contrib.sessions.backends.cache import SessionStore
+
+from config.embedded_redis import die_with_parent
+from playground.labhost import protocol
+from playground.labhost.host import HostLimits, LabHost
+from tests.conftest import ROOT, stop_process
+
+ORIGIN = (b"origin", b"http://127.0.0.1")
+
+
+def alive(pid: int) -> bool:
+    """True if pid is a running process (a zombie waiting to be reaped counts as gone)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+async def eventually(check: Callable[[], Any], within: float = 10.0) -> Any:
+    """Poll `check` until it returns something truthy, or fail. A bound, not a timing claim."""
+    deadline = time.monotonic() + within
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {within}s: {check}")
+        await asyncio.sleep(0.05)
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {timeout}s: {check}")
+        time.sleep(0.05)
+
+
+@dataclass
+class RunningHost:
+    host: LabHost
+    layer: RedisChannelLayer
+    client: redis.asyncio.Redis
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+    @property
+    def name(self) -> str:
+        return self.host.name
+
+
+@pytest.fixture
+async def start_labhost(redis_url: str, settings: Any) -> AsyncIterator[Callable[..., Any]]:
+    """Start in-process lab hosts (the first one becomes the one the web tier talks to)."""
+    running: list[RunningHost] = []
+
+    async def start(limits: HostLimits | None = None, name: str | None = None) -> RunningHost:
+        name = name or f"labhost-test-{uuid.uuid4().hex[:8]}"
+        layer = RedisChannelLayer(hosts=[redis_url], expiry=30, capacity=1000)
+        client = redis.asyncio.Redis.from_url(redis_url)
+        host = LabHost(layer=layer, redis=client, name=name, lab_redis_url=redis_url, limits=limits)
+        stop = asyncio.Event()
+        task = asyncio.create_task(host.run(stop))
+        await eventually(lambda: client_exists(redis_url, protocol.heartbeat_key(name)), 5)
+        if not running:
+            settings.PLAYGROUND_LABHOST = name
+        entry = RunningHost(host=host, layer=layer, client=client, stop=stop, task=task)
+        running.append(entry)
+        return entry
+
+    yield start
+    for entry in running:
+        entry.stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(entry.task, 30)
+        await entry.client.aclose()
+        await entry.layer.close_pools()
+        assert entry.host.labs == {}
+
+
+@pytest.fixture
+async def labhost(start_labhost: Callable[..., Any]) -> RunningHost:
+    return await start_labhost()
+
+
+def client_exists(redis_url: str, key: str) -> bool:
+    return bool(_sync_redis(redis_url).exists(key))
+
+
+_clients: dict[str, redis.Redis] = {}
+
+
+def _sync_redis(url: str) -> redis.Redis:
+    if url not in _clients:
+        _clients[url] = redis.Redis.from_url(url)
+    return _clients[url]
+
+
+@pytest.fixture
+def owner_session() -> Callable[[], tuple[str, str]]:
+    """Make a browser session that owns labs: returns (session key, owner token)."""
+
+    def make() -> tuple[str, str]:
+        session = SessionStore()
+        owner = uuid.uuid4().hex
+        session["lab_owner"] = owner
+        session.save()
+        assert session.session_key is not None
+        return session.session_key, owner
+
+    return make
+
+
+def session_headers(session_key: str | None) -> list[tuple[bytes, bytes]]:
+    headers = [ORIGIN]
+    if session_key:
+        headers.append((b"cookie", f"sessionid={session_key}".encode()))
+    return headers
+
+
+@dataclass
+class HostProcess:
+    process: subprocess.Popen[bytes]
+    redis_url: str
+    name: str
+
+    def tree(self) -> list[psutil.Process]:
+        return psutil.Process(self.process.pid).children(recursive=True)
+
+    def lab_ids(self) -> list[str]:
+        keys = _sync_redis(self.redis_url).keys(protocol.lab_key("*"))
+        return [key.decode().rsplit(":", 1)[1] for key in keys]
+
+
+def start_runlabs(env: dict[str, str], redis_url: str, name: str | None = None) -> HostProcess:
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "runlabs", *(["--name", name] if name else [])],
+        cwd=ROOT,
+        env=env,
+        preexec_fn=die_with_parent,
+    )
+    key = protocol.heartbeat_key(name or protocol.HOST_CHANNEL)
+    deadline = time.monotonic() + 20
+    while not client_exists(redis_url, key):
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_process(process)
+            raise RuntimeError(f"runlabs did not start (exit code {process.returncode})")
+        time.sleep(0.05)
+    return HostProcess(process=process, redis_url=redis_url, name=name or protocol.HOST_CHANNEL)
+
+
+def stop_runlabs_checked(host: HostProcess) -> None:
+    """SIGTERM the host and check it took every process of every lab with it."""
+    tree = host.tree()
+    host.process.send_signal(signal.SIGTERM)
+    try:
+        host.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        stop_process(host.process)
+        raise
+    assert host.process.returncode == 0
+    assert gone_within([p.pid for p in tree], 5) == [], "lab processes outlived the lab host"
+
+
+def gone_within(pids: list[int], timeout: float) -> list[int]:
+    """Wait up to `timeout` for every pid to end; return those still running."""
+    deadline = time.monotonic() + timeout
+    while (left := [pid for pid in pids if alive(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+@pytest.fixture(scope="session")
+def labhost_process(server_env: dict[str, str], redis_url: str) -> Iterator[HostProcess]:
+    """`manage.py runlabs` on the test settings, serving the default name the site uses."""
+    host = start_runlabs(server_env, redis_url)
+    yield host
+    stop_runlabs_checked(host)

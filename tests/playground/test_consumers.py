@@ -1,0 +1,240 @@
+"""The lab socket against the real ASGI application, with a real lab host on the same loop.
+
+Every test disconnects its communicators; labs are small (one or two workers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from channels.testing import WebsocketCommunicator
+
+from config.asgi import application
+from playground.labhost import protocol
+from playground.labhost.client import alab_create
+
+from .conftest import RunningHost, gone_within, session_headers
+
+SMALL = {"mode": "stateful", "workers": 1, "users": 3, "rate": 10.0, "sticky": True}
+
+
+@pytest.fixture
+async def sockets() -> AsyncIterator[Callable[..., WebsocketCommunicator]]:
+    """Open lab sockets; every one is disconnected at the end of the test."""
+    opened: list[WebsocketCommunicator] = []
+
+    def open_socket(lab_id: str, session_key: str | None) -> WebsocketCommunicator:
+        communicator = WebsocketCommunicator(
+            application, f"/ws/labs/{lab_id}/", headers=session_headers(session_key)
+        )
+        opened.append(communicator)
+        return communicator
+
+    yield open_socket
+    for communicator in opened:
+        await communicator.disconnect()
+
+
+async def start_lab(owner: str, **config: Any) -> str:
+    lab_id = uuid.uuid4().hex[:10]
+    await alab_create(lab_id=lab_id, owner=owner, config={**SMALL, **config})
+    return lab_id
+
+
+async def snapshot_where(
+    socket: WebsocketCommunicator, check: Callable[[dict[str, Any]], bool], within: int = 150
+) -> dict[str, Any]:
+    """Read messages until a snapshot satisfies `check` (at most `within` messages)."""
+    for _ in range(within):
+        message = await socket.receive_json_from(timeout=10)
+        if message["type"] == "snapshot" and check(message["snapshot"]):
+            return message
+    raise AssertionError("no snapshot matched")
+
+
+def all_up(snapshot: dict[str, Any]) -> bool:
+    return bool(snapshot["workers"]) and all(w["status"] == "up" for w in snapshot["workers"])
+
+
+async def error_after(socket: WebsocketCommunicator) -> dict[str, Any]:
+    """The next error message, skipping the snapshots that keep streaming meanwhile."""
+    for _ in range(100):
+        message = await socket.receive_json_from(timeout=10)
+        if message["type"] == "error":
+            return message
+    raise AssertionError("no error message came")
+
+
+async def test_the_owner_gets_live_snapshots_rendered_as_html(
+    labhost: RunningHost, owner_session: Any, sockets: Any
+) -> None:
+    session_key, owner = owner_session()
+    lab_id = await start_lab(owner)
+    socket = sockets(lab_id, session_key)
+    connected, _ = await socket.connect()
+    assert connected
+    message = await snapshot_where(socket, all_up)
+    assert message["snapshot"]["id"] == lab_id
+    html = message["html"]
+    assert 'data-worker="worker-1"' in html and 'data-status="up"' in html
+    assert 'hx-swap-oob="morph"' in html
+    assert 'data-metric="sessions_lost"' in html
+    assert 'Kill<span class="visually-hidden"> worker-1</span>' in html
+    # And it keeps coming without being asked.
+    assert (await socket.receive_json_from(timeout=2))["type"] == "snapshot"
+
+
+async def test_another_session_is_refused_with_4403(
+    labhost: RunningHost, owner_session: Any, sockets: Any
+) -> None:
+    _, owner = owner_session()
+    lab_id = await start_lab(owner)
+    other_key, _ = owner_session()
+    for session_key in (other_key, None):
+        socket = sockets(lab_id, session_key)
+        connected, _ = await socket.connect()
+        assert connected  # accepted, then closed with a reason the page can show
+        message = await socket.receive_json_from()
+        assert message["type"] == "refused"
+        assert message["code"] == protocol.CLOSE_FORBIDDEN
+        assert "another browser session" in message["html"]
+        assert await socket.receive_output() == {
+            "type": "websocket.close",
+            "code": protocol.CLOSE_FORBIDDEN,
+        }
+
+
+BAD_MESSAGES = [
+    ("not json", "not valid JSON"),
+    ("[1, 2]", "JSON object"),
+    ('"kill"', "JSON object"),
+    ("{}", "Unknown action"),
+    ('{"action": "explode"}', "Unknown action"),
+    ('{"action": "kill"}', "needs a worker"),
+    ('{"action": "kill", "worker": "worker-x"}', "needs a worker"),
+    ('{"action": "kill", "worker": 1}', "needs a worker"),
+    ('{"action": "reset", "worker": "worker-1"}', "Unexpected field"),
+    ('{"action": "set"}', "set needs"),
+    ('{"action": "set", "sticky": "yes"}', "wrong type"),
+    ('{"action": "set", "colour": "red"}', "cannot change"),
+    (json.dumps({"action": "reset", "pad": "x" * 5000}), "too large"),
+    # Well-formed, but the lab engine says no: answered the same way.
+    ('{"action": "kill", "worker": "worker-9"}', "worker-9"),
+    ('{"action": "set", "rate": 100000}', "rate"),
+]
+
+
+async def test_each_bad_message_gets_an_error_and_the_socket_stays_open(
+    labhost: RunningHost, owner_session: Any, sockets: Any
+) -> None:
+    session_key, owner = owner_session()
+    lab_id = await start_lab(owner)
+    socket = sockets(lab_id, session_key)
+    assert (await socket.connect())[0]
+    await snapshot_where(socket, all_up)
+    sticky = True
+    for frame, says in BAD_MESSAGES:
+        await socket.send_to(text_data=frame)
+        error = await error_after(socket)
+        assert says in error["message"], (frame, error["message"])
+        assert 'id="lab-alert"' in error["html"]
+        # Still open, still obeyed.
+        sticky = not sticky
+        await socket.send_json_to({"action": "set", "sticky": sticky})
+        await snapshot_where(socket, lambda s, want=sticky: s["sticky"] is want)
+        await asyncio.sleep(0.1)  # stay under the flood limit: this test is not about it
+
+
+async def test_binary_frames_and_floods_get_errors_too(
+    labhost: RunningHost, owner_session: Any, sockets: Any
+) -> None:
+    session_key, owner = owner_session()
+    lab_id = await start_lab(owner)
+    socket = sockets(lab_id, session_key)
+    assert (await socket.connect())[0]
+    await snapshot_where(socket, all_up)
+    await socket.send_to(bytes_data=b'{"action": "reset"}')
+    assert "binary" in (await error_after(socket))["message"]
+    for _ in range(40):
+        await socket.send_to(text_data="{}")
+    messages = []
+    while len([m for m in messages if m["type"] == "error"]) < 40:
+        messages.append(await socket.receive_json_from(timeout=10))
+    errors = [m["message"] for m in messages if m["type"] == "error"]
+    assert any("Too many messages" in e for e in errors)
+    await asyncio.sleep(0.5)  # the bucket refills
+    await socket.send_json_to({"action": "set", "sticky": False})
+    await snapshot_where(socket, lambda s: s["sticky"] is False)
+
+
+async def test_kill_through_the_socket_shows_the_worker_down_and_its_pid_gone(
+    labhost: RunningHost, owner_session: Any, sockets: Any
+) -> None:
+    session_key, owner = owner_session()
+    lab_id = await start_lab(owner, workers=2)
+    socket = sockets(lab_id, session_key)
+    assert (await socket.connect())[0]
+    before = (await snapshot_where(socket, all_up))["snapshot"]
+    pid = before["workers"][0]["pid"]
+    assert pid in labhost.host.labs[lab_id].lab.pids()
+
+    await socket.send_json_to({"action": "kill", "worker": "worker-1"})
+
+    def worker_1_down(snapshot: dict[str, Any]) -> bool:
+        return snapshot["workers"][0]["status"] == "down"
+
+    message = await snapshot_where(socket, worker_1_down)
+    assert message["snapshot"]["workers"][0]["pid"] != pid
+    assert 'data-worker="worker-1" data-status="down"' in message["html"]
+    assert gone_within([pid], 5) == []
+    assert pid not in labhost.host.labs[lab_id].lab.pids()
+
+
+async def test_a_closed_lab_tells_its_viewer_and_closes_with_4404(
+    labhost: RunningHost, owner_session: Any, sockets: Any
+) -> None:
+    session_key, owner = owner_session()
+    lab_id = await start_lab(owner)
+    socket = sockets(lab_id, session_key)
+    assert (await socket.connect())[0]
+    await snapshot_where(socket, all_up)
+    await labhost.host.lab_close(hosted=labhost.host.labs[lab_id], reason="Closed by a test.")
+    for _ in range(100):
+        message = await socket.receive_json_from(timeout=10)
+        if message["type"] != "snapshot":
+            break
+    assert message["type"] == "closed"
+    assert "Closed by a test." in message["html"] and "Start a new lab" in message["html"]
+    assert await socket.receive_output() == {"type": "websocket.close", "code": protocol.CLOSE_GONE}
+
+
+async def test_an_unknown_lab_is_gone(
+    labhost: RunningHost, owner_session: Any, sockets: Any
+) -> None:
+    session_key, _ = owner_session()
+    socket = sockets("nosuchlab1", session_key)
+    assert (await socket.connect())[0]
+    message = await socket.receive_json_from(timeout=5)
+    assert message["type"] == "closed"
+    assert await socket.receive_output() == {"type": "websocket.close", "code": protocol.CLOSE_GONE}
+
+
+async def test_a_silent_lab_host_is_noticed(
+    owner_session: Any, sockets: Any, settings: Any
+) -> None:
+    settings.PLAYGROUND_LABHOST = f"labhost-nobody-{uuid.uuid4().hex[:6]}"
+    session_key, _ = owner_session()
+    socket = sockets("abcdef1234", session_key)
+    assert (await socket.connect())[0]
+    message = await socket.receive_json_from(timeout=10)
+    assert message["type"] == "closed"
+    assert "stopped answering" in message["message"]
+    assert await socket.receive_output() == {
+        "type": "websocket.close",
+        "code": protocol.CLOSE_HOST_DOWN,
+    }

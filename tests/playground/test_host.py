@@ -1,0 +1,308 @@
+"""The lab host over the real Channels layer: creation, ownership, limits, closing, no orphans.
+
+Each in-process host serves a channel name of its own; the web side here is a second
+channels-redis layer, as a web process would be. Labs are small (one or two workers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import psutil
+import pytest
+import redis
+import redis.asyncio
+from channels_redis.core import RedisChannelLayer
+
+from playground.labhost import protocol
+from playground.labhost.host import HostAlreadyRunning, HostLimits, LabHost
+
+from .conftest import RunningHost, alive, eventually, gone_within, start_runlabs, stop_process
+
+SMALL = {"mode": "stateful", "workers": 1, "users": 3, "rate": 10.0, "sticky": True}
+
+
+@pytest.fixture
+async def web(redis_url: str) -> AsyncIterator[RedisChannelLayer]:
+    layer = RedisChannelLayer(hosts=[redis_url], expiry=30)
+    yield layer
+    await layer.close_pools()
+
+
+async def ask(web: RedisChannelLayer, host: str, type_: str, **fields: Any) -> dict[str, Any]:
+    reply = await web.new_channel()
+    await web.send(host, {"type": type_, "reply_channel": reply, **fields})
+    return await asyncio.wait_for(web.receive(reply), 15)
+
+
+async def create(
+    web: RedisChannelLayer, host: str, *, owner: str, **config: Any
+) -> tuple[str, dict[str, Any]]:
+    lab_id = uuid.uuid4().hex[:10]
+    reply = await ask(
+        web, host, "lab.create", lab_id=lab_id, owner=owner, config={**SMALL, **config}
+    )
+    return lab_id, reply
+
+
+async def started(running: RunningHost, lab_id: str) -> list[int]:
+    """Wait for the lab's workers to be up; return its pids."""
+
+    def up() -> bool:
+        hosted = running.host.labs.get(lab_id)
+        if hosted is None or hosted.starter is None or not hosted.starter.done():
+            return False
+        workers = hosted.lab.snapshot()["workers"]
+        return bool(workers) and all(w["status"] == "up" for w in workers)
+
+    await eventually(up, 30)
+    return running.host.labs[lab_id].lab.pids()
+
+
+async def next_of(web: RedisChannelLayer, channel: str, type_: str) -> dict[str, Any]:
+    while True:
+        message = await asyncio.wait_for(web.receive(channel), 15)
+        if message["type"] == type_:
+            return message
+
+
+async def test_create_registers_the_lab_under_a_digest_of_its_owner(
+    labhost: RunningHost, web: RedisChannelLayer
+) -> None:
+    owner = uuid.uuid4().hex
+    lab_id, reply = await create(web, labhost.name, owner=owner)
+    assert reply == {"type": "lab.created", "lab_id": lab_id}
+    record = json.loads(await labhost.client.get(protocol.lab_key(lab_id)))
+    assert record["owner"] == protocol.owner_digest(owner) != owner
+    assert record["mode"] == "stateful"
+    pids = await started(labhost, lab_id)
+    assert pids and all(alive(pid) for pid in pids)
+    children = {p.pid for p in psutil.Process().children(recursive=True)}
+    assert set(pids) <= children  # real processes, started by this host
+
+
+async def test_invalid_settings_are_refused_with_the_engines_message(
+    labhost: RunningHost, web: RedisChannelLayer
+) -> None:
+    lab_id, reply = await create(web, labhost.name, owner="o", workers=99)
+    assert reply["type"] == "lab.error"
+    assert reply["code"] == 400
+    assert "workers" in reply["message"]
+    assert lab_id not in labhost.host.labs
+
+
+async def test_attach_by_the_owner_gets_a_snapshot_and_then_a_stream(
+    labhost: RunningHost, web: RedisChannelLayer
+) -> None:
+    owner = uuid.uuid4().hex
+    lab_id, _ = await create(web, labhost.name, owner=owner)
+    await started(labhost, lab_id)
+    viewer = await web.new_channel()
+    await web.send(
+        labhost.name,
+        {"type": "lab.attach", "lab_id": lab_id, "owner": owner, "reply_channel": viewer},
+    )
+    attached = await next_of(web, viewer, "lab.attached")
+    assert attached["snapshot"]["id"] == lab_id
+    assert [w["name"] for w in attached["snapshot"]["workers"]] == ["worker-1"]
+    await web.group_add(protocol.group_name(lab_id), viewer)
+    start = time.monotonic()
+    for _ in range(5):
+        await next_of(web, viewer, "lab.snapshot")
+    elapsed = time.monotonic() - start
+    print(f"5 snapshots in {elapsed:.2f}s")
+    assert elapsed < 3  # a stream, not a trickle (the contract is 5 a second)
+
+
+async def test_attach_and_commands_from_another_owner_are_refused(
+    labhost: RunningHost, web: RedisChannelLayer
+) -> None:
+    lab_id, _ = await create(web, labhost.name, owner="the-owner")
+    pids = await started(labhost, lab_id)
+    for type_, extra in [
+        ("lab.attach", {}),
+        ("lab.command", {"action": "kill", "worker": "worker-1"}),
+    ]:
+        reply = await ask(web, labhost.name, type_, lab_id=lab_id, owner="someone-else", **extra)
+        assert reply["type"] == "lab.refused"
+        assert reply["code"] == protocol.CLOSE_FORBIDDEN
+    assert all(alive(pid) for pid in pids)
+    assert labhost.host.labs[lab_id].viewers == {}
+
+
+async def test_kill_is_pushed_to_viewers_at_once(
+    labhost: RunningHost, web: RedisChannelLayer
+) -> None:
+    owner = uuid.uuid4().hex
+    lab_id, _ = await create(web, labhost.name, owner=owner)
+    [pid] = await started(labhost, lab_id)
+    viewer = await web.new_channel()
+    await web.send(
+        labhost.name,
+        {"type": "lab.attach", "lab_id": lab_id, "owner": owner, "reply_channel": viewer},
+    )
+    await next_of(web, viewer, "lab.attached")
+    await web.group_add(protocol.group_name(lab_id), viewer)
+    sent = time.monotonic()
+    await web.send(
+        labhost.name,
+        {
+            "type": "lab.command",
+            "lab_id": lab_id,
+            "owner": owner,
+            "action": "kill",
+            "worker": "worker-1",
+            "reply_channel": viewer,
+        },
+    )
+    while True:
+        snapshot = (await next_of(web, viewer, "lab.snapshot"))["snapshot"]
+        if snapshot["workers"][0]["status"] == "down":
+            break
+    print(f"kill visible to a viewer after {(time.monotonic() - sent) * 1000:.0f} ms")
+    assert snapshot["workers"][0]["pid"] in (None, pid)
+    assert gone_within([pid], 5) == []
+
+
+async def test_a_third_lab_of_one_owner_closes_the_oldest(
+    labhost: RunningHost, web: RedisChannelLayer
+) -> None:
+    owner = uuid.uuid4().hex
+    first, _ = await create(web, labhost.name, owner=owner)
+    watcher = await web.new_channel()
+    await web.group_add(protocol.group_name(first), watcher)
+    first_pids = await started(labhost, first)
+    second, _ = await create(web, labhost.name, owner=owner)
+    third, reply = await create(web, labhost.name, owner=owner)
+    assert reply["type"] == "lab.created"
+    closed = await next_of(web, watcher, "lab.closed")
+    assert "newer lab" in closed["reason"]
+    assert set(labhost.host.labs) == {second, third}
+    assert await labhost.client.exists(protocol.lab_key(first)) == 0
+    assert gone_within(first_pids, 5) == []
+
+
+async def test_a_full_host_refuses_new_labs(start_labhost: Any, web: RedisChannelLayer) -> None:
+    running = await start_labhost(limits=HostLimits(max_labs=1))
+    _, reply = await create(web, running.name, owner="a")
+    assert reply["type"] == "lab.created"
+    lab_id, reply = await create(web, running.name, owner="b")
+    assert reply["type"] == "lab.error"
+    assert reply["code"] == 503
+    assert "full" in reply["message"]
+    assert lab_id not in running.host.labs
+
+
+async def test_a_lab_nobody_watches_is_closed(start_labhost: Any, web: RedisChannelLayer) -> None:
+    running = await start_labhost(limits=HostLimits(idle_timeout=1.0))
+    lab_id, _ = await create(web, running.name, owner="a")
+    pids = await started(running, lab_id)
+    await eventually(lambda: lab_id not in running.host.labs, 15)
+    assert gone_within(pids, 5) == []
+    assert await running.client.exists(protocol.lab_key(lab_id)) == 0
+
+
+async def test_a_lab_is_closed_at_its_maximum_lifetime_even_when_watched(
+    start_labhost: Any, web: RedisChannelLayer
+) -> None:
+    running = await start_labhost(limits=HostLimits(max_lifetime=2.0))
+    lab_id, _ = await create(web, running.name, owner="a")
+    viewer = await web.new_channel()
+    await web.group_add(protocol.group_name(lab_id), viewer)
+    await started(running, lab_id)
+    await ask(web, running.name, "lab.attach", lab_id=lab_id, owner="a")
+    closed = await next_of(web, viewer, "lab.closed")
+    assert "limit" in closed["reason"]
+
+
+async def test_stopping_the_host_closes_every_lab_and_withdraws_the_heartbeat(
+    start_labhost: Any, web: RedisChannelLayer
+) -> None:
+    running = await start_labhost()
+    first, _ = await create(web, running.name, owner="a")
+    second, _ = await create(web, running.name, owner="b")
+    watcher = await web.new_channel()
+    await web.group_add(protocol.group_name(first), watcher)
+    pids = await started(running, first) + await started(running, second)
+    running.stop.set()
+    await asyncio.wait_for(running.task, 30)
+    assert gone_within(pids, 5) == []
+    assert (await next_of(web, watcher, "lab.closed"))["reason"] == "The lab host stopped."
+    assert await running.client.exists(protocol.heartbeat_key(running.name)) == 0
+    assert await running.client.exists(protocol.lab_key(first), protocol.lab_key(second)) == 0
+
+
+async def test_a_second_host_cannot_take_over_a_live_hosts_name(
+    labhost: RunningHost, redis_url: str
+) -> None:
+    client = redis.asyncio.Redis.from_url(redis_url)
+    layer = RedisChannelLayer(hosts=[redis_url])
+    second = LabHost(layer=layer, redis=client, name=labhost.name, claim_timeout=0.3)
+    try:
+        with pytest.raises(HostAlreadyRunning):
+            await second.run(asyncio.Event())
+    finally:
+        await client.aclose()
+        await layer.close_pools()
+    assert await labhost.client.exists(protocol.heartbeat_key(labhost.name)) == 1
+
+
+def test_runlabs_stops_cleanly_on_sigterm_and_on_sigint(
+    server_env: dict[str, str], redis_url: str
+) -> None:
+    from asgiref.sync import async_to_sync
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        name = f"labhost-proc-{uuid.uuid4().hex[:6]}"
+        host = start_runlabs(server_env, redis_url, name=name)
+        try:
+            async_to_sync(_create_and_wait)(redis_url, name, host.process.pid)
+            tree = [p.pid for p in host.tree()]
+            assert tree
+            host.process.send_signal(sig)
+            assert host.process.wait(timeout=30) == 0
+            assert gone_within(tree, 5) == []
+        finally:
+            stop_process(host.process)
+
+
+def test_workers_of_a_killed_host_die_on_their_own(
+    server_env: dict[str, str], redis_url: str
+) -> None:
+    from asgiref.sync import async_to_sync
+
+    name = f"labhost-proc-{uuid.uuid4().hex[:6]}"
+    host = start_runlabs(server_env, redis_url, name=name)
+    try:
+        async_to_sync(_create_and_wait)(redis_url, name, host.process.pid)
+        tree = [p.pid for p in host.tree()]
+        assert tree
+        host.process.send_signal(signal.SIGKILL)
+        host.process.wait(timeout=10)
+        assert gone_within(tree, 10) == [], "workers outlived a SIGKILLed lab host"
+        # And the web tier soon stops believing in it.
+        heartbeat = protocol.heartbeat_key(name)
+        client = redis.Redis.from_url(redis_url)
+        deadline = time.monotonic() + 10
+        while client.exists(heartbeat) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not client.exists(heartbeat)
+    finally:
+        stop_process(host.process)
+
+
+async def _create_and_wait(redis_url: str, name: str, host_pid: int) -> None:
+    layer = RedisChannelLayer(hosts=[redis_url])
+    try:
+        _, reply = await create(layer, name, owner="a", workers=2)
+        assert reply["type"] == "lab.created"
+        # Two workers up means two processes (at least) under the host.
+        await eventually(lambda: len(psutil.Process(host_pid).children(recursive=True)) >= 2, 30)
+    finally:
+        await layer.close_pools()

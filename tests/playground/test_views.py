@@ -1,0 +1,136 @@
+"""Playground pages through Django's test client: the start form's contract, validation,
+starting a lab on the real `runlabs` host, ownership, and a clear word when no host runs."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from .conftest import HostProcess
+
+VALID = {"mode": "stateful", "workers": "1", "users": "3", "rate": "10", "sticky": "on"}
+
+
+@pytest.fixture
+def no_host(settings: Any) -> None:
+    settings.PLAYGROUND_LABHOST = f"labhost-nobody-{uuid.uuid4().hex[:6]}"
+
+
+def labels(html: str) -> dict[str, str]:
+    """label text -> the id of the control it labels."""
+    return {
+        re.sub(r"\s+", " ", text).strip(): for_id
+        for for_id, text in re.findall(r'<label for="([^"]+)"[^>]*>(.*?)</label>', html, re.S)
+    }
+
+
+def test_the_start_form_keeps_its_contract(client: Client, no_host: None) -> None:
+    response = client.get("/playground/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    found = labels(html)
+    for mode, value in (("Stateful", "stateful"), ("Stateless", "stateless")):
+        control = re.search(rf'<input[^>]*id="{found[mode]}"[^>]*>', html)
+        assert control is not None
+        assert 'type="radio"' in control.group() and f'value="{value}"' in control.group()
+    assert re.search(r'<button type="submit"[^>]*>\s*Start lab\s*</button>', html)
+    for field in ("workers", "users", "rate", "sticky"):
+        assert f'name="{field}"' in html
+    assert 'min="1"' in html and 'max="6"' in html  # workers 1 to 6
+    assert "Kill a worker" in html  # the suggested experiments
+
+
+def test_the_start_page_says_when_the_lab_host_is_not_running(
+    client: Client, no_host: None
+) -> None:
+    html = client.get("/playground/").content.decode()
+    assert "The lab host is not running: start it with <code>make run</code>" in html
+
+
+def test_starting_without_a_lab_host_fails_fast_with_a_clear_message(
+    client: Client, no_host: None
+) -> None:
+    response = client.post("/playground/labs/", VALID)
+    assert response.status_code == 503
+    assert "The lab host is not running: start it with make run" in response.content.decode()
+    assert "lab_owner" not in client.session
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("workers", "7", "less than or equal to 6"),
+        ("workers", "0", "greater than or equal to 1"),
+        ("users", "51", "less than or equal to 50"),
+        ("rate", "0.5", "greater than or equal to 1"),
+        ("rate", "fast", "Enter a number"),
+        ("mode", "stateless-ish", "Select a valid choice"),
+    ],
+)
+def test_invalid_settings_re_render_the_form_with_errors(
+    client: Client, no_host: None, field: str, value: str, says: str
+) -> None:
+    response = client.post("/playground/labs/", {**VALID, field: value})
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert says in html
+    assert "Start lab" in html
+
+
+def test_get_is_not_allowed_on_the_start_action(client: Client) -> None:
+    assert client.get("/playground/labs/").status_code == 405
+
+
+def test_a_started_lab_redirects_to_its_page_and_only_its_session_sees_it(
+    client: Client, labhost_process: HostProcess
+) -> None:
+    response = client.post("/playground/labs/", VALID)
+    assert response.status_code == 302
+    match = re.fullmatch(r"/playground/labs/([a-z0-9]+)/", response["Location"])
+    assert match is not None
+    lab_id = match.group(1)
+    assert lab_id in labhost_process.lab_ids()
+    assert client.session["lab_owner"]
+    assert client.session["labs"] == [lab_id]
+
+    page = client.get(response["Location"])
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert f'ws-connect="/ws/labs/{lab_id}/"' in html
+    assert 'hx-ext="ws,morph,lab"' in html
+    assert "<script>" not in html and " onclick=" not in html  # nothing inline (CSP)
+    assert "script-src 'self'" in page["Content-Security-Policy"]
+    # The start page now links to it.
+    assert f"/playground/labs/{lab_id}/" in client.get("/playground/").content.decode()
+
+    stranger = Client().get(response["Location"])
+    assert stranger.status_code == 403
+    assert "belongs to another browser session" in stranger.content.decode()
+
+
+def test_a_lab_that_is_gone_says_so_and_offers_a_new_one(
+    client: Client, labhost_process: HostProcess
+) -> None:
+    response = client.get("/playground/labs/gone1234/")
+    assert response.status_code == 404
+    html = response.content.decode()
+    assert "This lab has ended" in html
+    assert 'href="/playground/"' in html and "Start a new lab" in html
+
+
+def test_a_lab_page_without_a_lab_host_says_the_host_is_not_running(
+    client: Client, no_host: None
+) -> None:
+    response = client.get("/playground/labs/gone1234/")
+    assert response.status_code == 404
+    assert "the lab host is not running" in response.content.decode()
+
+
+def test_a_boosted_navigation_becomes_a_full_page_load(client: Client, no_host: None) -> None:
+    response = client.get("/playground/", headers={"HX-Request": "true", "HX-Boosted": "true"})
+    assert response["HX-Redirect"] == "/playground/"
+    assert "HX-Request" in response["Vary"]
