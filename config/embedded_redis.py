@@ -9,24 +9,18 @@ No Django imports here: the lab engine, tests and commands use it alike.
 from __future__ import annotations
 
 import atexit
-import contextlib
-import ctypes
 import os
-import signal
 import socket
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
 
-PR_SET_PDEATHSIG = 1
+from playground.lab.process import die_with_parent
 
-
-def die_with_parent() -> None:
-    """preexec_fn for children: the kernel SIGKILLs them when their parent dies."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+# One implementation of the kernel lifeline (PR_SET_PDEATHSIG) for every child we spawn:
+# the lab engine's, which looks prctl up in the parent so the child does no dlopen.
+__all__ = ["EmbeddedRedis", "die_with_parent", "ensure_redis_url", "free_port", "start"]
 
 
 def free_port() -> int:

@@ -6,7 +6,6 @@ import sys
 from .base import *  # noqa: F403
 from .base import CACHES, CHANNEL_LAYERS
 
-
 _REQUIRED = ("DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "REDIS_URL")
 _missing = [name for name in _REQUIRED if not os.environ.get(name)]
 if _missing:

@@ -1,77 +1,522 @@
 """A lab: worker processes behind a load balancer, driven by virtual users, measured.
 
+The Lab ties the parts together and turns what happens into events in plain words.
 No Django imports here: the web, the runscenario command and the tests all drive it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from .config import LabConfig
+from .balancer import Backend, Balancer
+from .config import MAX_WORKERS, LabConfig
 from .errors import LabError
+from .events import EventLog
+from .metrics import Metrics
+from .process import Supervisor, WorkerProcess, WorkerSpec, describe_exit
+from .users import Crowd
 
 EventCallback = Callable[[dict[str, Any]], None]
+STOP_GRACE = 3.0  # SIGKILL a worker that has not drained within this
+WORK_MS = 5.0  # each shop request does this much "work" (pricing, stock): requests overlap
+SETTABLE = ("sticky", "rate", "balancing", "auto_restart", "users")
+
+
+@dataclass
+class Disruption:
+    """Something done to a worker, kept to measure how long detection took."""
+
+    worker: str
+    action: str  # killed, paused, stopped
+    pid: int | None
+    t: float  # lab seconds
+    sessions_held: int
+    sessions_source: str  # "health_before_kill" or "last_health_poll"
+    inflight: int  # requests in flight to it when it happened (see worker_kill)
+    marked_down_after_ms: float | None = None
 
 
 class Lab:
-    """One running lab. Create it, `await start()`, drive it, always `await close()`."""
+    """One running lab. Create it, `await start()`, drive it, always `await close()`.
 
-    def __init__(self, config: LabConfig, on_event: EventCallback | None = None) -> None:
+    Times in snapshot() and events are seconds since start().
+    """
+
+    def __init__(
+        self,
+        config: LabConfig,
+        on_event: EventCallback | None = None,
+        *,
+        work_ms: float = WORK_MS,
+    ) -> None:
         """on_event, if given, is called (synchronously, must not block) with every event
-        dict {"seq", "t", "kind", "text"} as it happens."""
+        dict {"seq", "t", "kind", "text"} as it happens. work_ms is how long each shop
+        request works inside a worker (tests raise it to have requests in flight)."""
+        config.validate()
         self.config = config
-        self.on_event = on_event
+        self.origin = time.monotonic()
+        self.events = EventLog(self.origin, on_event)
+        self.metrics = Metrics(self.origin)
+        self.disruptions: list[Disruption] = []
+        self.state = "new"  # new, starting, running, closing, closed
+        self.balancer = Balancer(
+            balancing=config.balancing,
+            sticky=config.sticky,
+            interval=config.health_interval,
+            timeout=0.15,
+            fall=config.fall,
+            rise=config.rise,
+            on_health=self._on_health,
+        )
+        self.supervisor = Supervisor(
+            WorkerSpec(
+                mode=config.mode, redis_url=config.redis_url, prefix=config.prefix, work_ms=work_ms
+            ),
+            emit=self.events.emit,
+            on_ready=self._on_ready,
+            on_exit=self._on_exit,
+            auto_restart=config.auto_restart,
+        )
+        self.crowd: Crowd | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._next_number = 1
+        self._close_lock = asyncio.Lock()
+
+    # -- life --
 
     async def start(self) -> None:
         """Spawn the workers, wait until they accept connections, start the balancer and
         the users. On any failure everything started is cleaned up and LabError raised."""
-        raise LabError("not implemented yet")
+        if self.state != "new":
+            raise LabError("This lab has already been started.")
+        self.state = "starting"
+        self.origin = self.events.origin = self.metrics.origin = time.monotonic()
+        try:
+            port = await self.balancer.start()
+            for _ in range(self.config.workers):
+                await self._spawn_new()
+                if self.state != "starting":
+                    raise LabError("The lab was closed while it started.")
+            self.crowd = Crowd(
+                port=port, metrics=self.metrics, users=self.config.users, rate=self.config.rate
+            )
+            self.crowd.start()
+            self._ticker = asyncio.create_task(self._tick_loop())
+        except BaseException as exc:
+            await self.close()
+            if isinstance(exc, LabError | asyncio.CancelledError):
+                raise
+            raise LabError(f"The lab could not start: {exc}") from exc
+        self.state = "running"
+        self.events.emit(
+            "lab.started",
+            f"Lab started: {self.config.workers} {self.config.mode} workers behind a "
+            f"{self.config.balancing.replace('_', ' ')} balancer on port {port} "
+            f"(sticky sessions {'on' if self.config.sticky else 'off'}), "
+            f"{self.config.users} users sending {self.config.rate:g} requests/s.",
+        )
 
     async def close(self) -> None:
         """Stop users, balancer and every worker (SIGKILL after a short grace).
         Idempotent; when it returns no process of the lab is left."""
+        async with self._close_lock:
+            if self.state == "closed":
+                return
+            self.state = "closing"
+            try:
+                if self._ticker is not None:
+                    self._ticker.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await self._ticker
+                if self.crowd is not None:
+                    await self.crowd.close()
+                await self.balancer.close()
+            finally:
+                await self.supervisor.close()
+                self.state = "closed"
+
+    # -- workers --
+
+    def _worker(self, name: str) -> WorkerProcess:
+        worker = self.supervisor.workers.get(name) if isinstance(name, str) else None
+        if worker is None:
+            names = ", ".join(self.supervisor.workers) or "none"
+            raise LabError(f"There is no worker named {name!r} (workers: {names}).")
+        return worker
+
+    def _require_running(self) -> None:
+        if self.state != "running":
+            raise LabError(f"The lab is not running (it is {self.state}).")
+
+    @contextlib.asynccontextmanager
+    async def _busy(self, worker: WorkerProcess, doing: str) -> AsyncIterator[None]:
+        if worker.lock.locked():
+            raise LabError(
+                f"{worker.name} is busy ({worker.busy_with or 'starting'}); try again in a moment."
+            )
+        async with worker.lock:
+            worker.busy_with = doing
+            try:
+                yield
+            finally:
+                worker.busy_with = ""
+
+    async def _spawn_new(self) -> WorkerProcess:
+        name = f"worker-{self._next_number}"
+        self._next_number += 1
+        worker = self.supervisor.add(name)
+        self.balancer.add(name)
+        try:
+            async with self._busy(worker, "starting"):
+                await self.supervisor.spawn(worker)
+        except BaseException:
+            self.supervisor.forget(worker)
+            self.balancer.remove(name)
+            raise
+        return worker
 
     async def worker_kill(self, name: str) -> None:
-        """SIGKILL the worker's process group: a crash."""
-        raise LabError("not implemented yet")
+        """SIGKILL the worker's process group: a crash, as sudden as a power cut."""
+        self._require_running()
+        worker = self._worker(name)
+        if not worker.alive:
+            raise LabError(f"{name} is not running.")
+        async with self._busy(worker, "being killed"):
+            backend = self.balancer.backends[name]
+            held, source = await self._sessions_held(worker, backend)
+            # In flight "at the kill": those outstanding now, plus any the balancer sends
+            # it while it dies (until its sockets are closed and we have reaped it).
+            inflight, dispatched = backend.inflight, backend.dispatched
+            pid, t = worker.pid, self.now()
+            await self.supervisor.kill(worker)
+            await asyncio.sleep(0.01)  # let the loop see its sockets close
+            inflight += backend.dispatched - dispatched
+            self.disruptions.append(Disruption(name, "killed", pid, t, held, source, inflight))
+            memory = (
+                f"it held {held} sessions in its memory, now gone"
+                if self.config.mode == "stateful"
+                else "it held no sessions (they live in Redis)"
+            )
+            self.events.emit(
+                "worker.killed",
+                f"{name} killed (SIGKILL, pid {pid}); {memory}; "
+                f"{inflight} requests were in flight to it.",
+            )
+
+    async def _sessions_held(self, worker: WorkerProcess, backend: Backend) -> tuple[int, str]:
+        """Sessions in its memory right now: its /health just before the signal, or the
+        last health poll when it cannot answer (paused)."""
+        if worker.state == "running":
+            data = await self.balancer.fetch_health(worker.name)
+            if data is not None:
+                return int(data.get("sessions", 0)), "health_before_kill"
+        return backend.sessions, "last_health_poll"
 
     async def worker_stop(self, name: str) -> None:
-        """SIGTERM: the worker stops accepting, drains in-flight requests and exits."""
-        raise LabError("not implemented yet")
+        """Graceful stop: the balancer stops sending it requests, then SIGTERM; the worker
+        drains in-flight requests and exits (SIGKILL if it takes over 3 s)."""
+        self._require_running()
+        worker = self._worker(name)
+        if not worker.alive or worker.state not in ("running", "paused"):
+            raise LabError(f"{name} is not running.")
+        async with self._busy(worker, "stopping"):
+            backend = self.balancer.backends[name]
+            held, source = await self._sessions_held(worker, backend)
+            pid, t = worker.pid, self.now()
+            await self.balancer.drain(name)
+            self.events.emit(
+                "worker.stopping",
+                f"{name} taken out of the balancer, then SIGTERM (pid {pid}): draining "
+                f"{backend.inflight} requests in flight.",
+            )
+            graceful = await self.supervisor.stop(worker, STOP_GRACE)
+            took = (self.now() - t) * 1000
+            self.disruptions.append(Disruption(name, "stopped", pid, t, held, source, 0))
+            how = (
+                f"drained and exited in {took:.0f} ms ({describe_exit(worker.returncode)})"
+                if graceful
+                else f"did not exit within {STOP_GRACE:g} s and was SIGKILLed"
+            )
+            gone = f"; the {held} sessions in its memory are gone" if held else ""
+            self.events.emit("worker.stopped", f"{name} stopped: {how}{gone}.")
 
     async def worker_pause(self, name: str) -> None:
-        """SIGSTOP: a hung worker (accepts TCP connections in the kernel, answers nothing)."""
-        raise LabError("not implemented yet")
+        """SIGSTOP: a hung worker. The kernel still accepts connections for it; nothing
+        answers. Health checks notice."""
+        self._require_running()
+        worker = self._worker(name)
+        if worker.state == "paused":
+            raise LabError(f"{name} is already paused.")
+        if not worker.alive or worker.state != "running":
+            raise LabError(f"{name} is not running.")
+        async with self._busy(worker, "pausing"):
+            backend = self.balancer.backends[name]
+            self.supervisor.pause(worker)
+            self.disruptions.append(
+                Disruption(
+                    name,
+                    "paused",
+                    worker.pid,
+                    self.now(),
+                    backend.sessions,
+                    "last_health_poll",
+                    backend.inflight,
+                )
+            )
+            self.events.emit(
+                "worker.paused",
+                f"{name} paused (SIGSTOP, pid {worker.pid}): alive, still holding its "
+                f"sessions, but it answers nothing, like a hung process.",
+            )
 
     async def worker_resume(self, name: str) -> None:
-        """SIGCONT a paused worker."""
-        raise LabError("not implemented yet")
+        """SIGCONT a paused worker; health checks bring it back into service."""
+        self._require_running()
+        worker = self._worker(name)
+        if worker.state != "paused" or not worker.alive:
+            raise LabError(f"{name} is not paused.")
+        async with self._busy(worker, "resuming"):
+            self.supervisor.resume(worker)
+            healthy = self.balancer.backends[name].healthy
+            note = (
+                "it never missed enough health checks to be taken out"
+                if healthy
+                else f"health checks must pass {self.config.rise} times before it gets traffic"
+            )
+            self.events.emit(
+                "worker.resumed", f"{name} resumed (SIGCONT, pid {worker.pid}); {note}."
+            )
 
     async def worker_restart(self, name: str) -> None:
-        """Stop the worker (gracefully if it runs, SIGKILL if paused) and start it again."""
-        raise LabError("not implemented yet")
+        """Stop the worker (gracefully; SIGKILL if paused) and start a new process."""
+        self._require_running()
+        worker = self._worker(name)
+        async with self._busy(worker, "restarting"):
+            self.supervisor.clear_crashes(worker)
+            old = worker.pid if worker.alive else None
+            if worker.alive:
+                await self.balancer.drain(name)
+                if worker.state == "paused":
+                    await self.supervisor.kill(worker, why="restart")
+                else:
+                    await self.supervisor.stop(worker, STOP_GRACE, why="restart")
+            await self.supervisor.spawn(worker)
+            was = f" (was pid {old})" if old else ""
+            fresh = " It starts with no sessions." if self.config.mode == "stateful" else ""
+            self.events.emit(
+                "worker.restarted",
+                f"{name} restarted: pid {worker.pid}{was}, ready in {worker.spawn_ms:.0f} ms."
+                f"{fresh}",
+            )
 
     async def worker_add(self) -> str:
-        """Start one more worker (next number) and return its name."""
-        raise LabError("not implemented yet")
+        """Start one more worker (the next number) and return its name."""
+        self._require_running()
+        if len(self.supervisor.workers) >= MAX_WORKERS:
+            raise LabError(f"A lab has at most {MAX_WORKERS} workers.")
+        worker = await self._spawn_new()
+        self.events.emit("worker.added", f"{worker.name} added to the balancer.")
+        return worker.name
 
     async def worker_remove(self, name: str) -> None:
-        """Stop the worker gracefully and take it out of the lab."""
-        raise LabError("not implemented yet")
+        """Take the worker out of the balancer, stop it gracefully and forget it."""
+        self._require_running()
+        worker = self._worker(name)
+        if len(self.supervisor.workers) <= 1:
+            raise LabError("A lab keeps at least one worker.")
+        async with self._busy(worker, "being removed"):
+            await self.balancer.drain(name)
+            await self.supervisor.stop(worker, STOP_GRACE, why="removed")
+            self.supervisor.forget(worker)
+            self.balancer.remove(name)
+            self.events.emit("worker.removed", f"{name} stopped and removed from the lab.")
+
+    # -- knobs --
 
     async def set(self, **changes: Any) -> None:
         """Change any of sticky, rate, balancing, auto_restart, users (validated)."""
-        raise LabError("not implemented yet")
+        self._require_running()
+        unknown = sorted(set(changes) - set(SETTABLE))
+        if unknown:
+            raise LabError(
+                f"Cannot change {', '.join(unknown)}; you can change {', '.join(SETTABLE)}."
+            )
+        new = self.config.replace(**changes)
+        old, self.config = self.config, new
+        if new.sticky != old.sticky:
+            self.balancer.sticky = new.sticky
+            self.events.emit(
+                "balancer.sticky",
+                "Sticky sessions on: each user sticks to one worker (LB cookie)."
+                if new.sticky
+                else "Sticky sessions off: any request may land on any worker.",
+            )
+        if new.balancing != old.balancing:
+            self.balancer.balancing = new.balancing
+            self.events.emit(
+                "balancer.balancing",
+                f"Balancing is now {new.balancing.replace('_', ' ')}.",
+            )
+        if new.auto_restart != old.auto_restart:
+            self.supervisor.auto_restart = new.auto_restart
+            self.events.emit(
+                "supervisor.auto_restart",
+                "Auto-restart on: crashed workers restart after 100 ms, doubling; "
+                "3 crashes in 10 s is a crash loop."
+                if new.auto_restart
+                else "Auto-restart off: a crashed worker stays down.",
+            )
+        if new.rate != old.rate and self.crowd is not None:
+            self.crowd.rate = new.rate
+            self.events.emit("users.rate", f"Users now send {new.rate:g} requests/s in total.")
+        if new.users != old.users and self.crowd is not None:
+            await self.crowd.resize(new.users)
+            self.events.emit("users.count", f"{new.users} virtual users now shop.")
 
     async def reset(self) -> None:
-        """Zero counters, series and event log; users start fresh journeys."""
-        raise LabError("not implemented yet")
+        """Zero counters, series and event log; users log out and start fresh journeys."""
+        self._require_running()
+        self.metrics.reset()
+        self.events.clear()
+        self.disruptions.clear()
+        for worker in self.supervisor.workers.values():
+            worker.crashes = 0
+        if self.crowd is not None:
+            await self.crowd.restart()
+        self.metrics.reset()  # what the users did while logging out is not part of it
+        self.events.emit("lab.reset", "Counters and events reset; users start afresh.")
+
+    # -- reading --
+
+    def now(self) -> float:
+        """Seconds since start() (the clock of events and series)."""
+        return time.monotonic() - self.origin
+
+    def status(self, worker: WorkerProcess) -> str:
+        if worker.state == "starting":
+            return "starting"
+        if not worker.alive:
+            return "down"
+        if worker.state in ("paused", "draining"):
+            return worker.state
+        backend = self.balancer.backends.get(worker.name)
+        return "up" if backend is not None and backend.healthy else "down"
 
     def snapshot(self) -> dict[str, Any]:
         """A JSON-serialisable picture of the lab, cheap enough to call 5 times a second."""
-        raise LabError("not implemented yet")
+        now = time.monotonic()
+        pinned = self.crowd.pinned() if self.crowd is not None and self.config.sticky else {}
+        workers = []
+        for worker in self.supervisor.workers.values():
+            backend = self.balancer.backends.get(worker.name)
+            alive = worker.alive
+            workers.append(
+                {
+                    "name": worker.name,
+                    "status": self.status(worker),
+                    "pid": worker.pid if alive else None,
+                    "sessions": backend.sessions if backend and alive else 0,
+                    "rps": backend.rps(now) if backend and alive else 0.0,
+                    "users": pinned.get(worker.name, []),
+                    "crashes": worker.crashes,
+                    "crash_loop": worker.crash_loop,
+                    "port": worker.port if alive else None,
+                    "inflight": backend.inflight if backend else 0,
+                    "requests": backend.dispatched if backend else 0,
+                    "spawn_ms": worker.spawn_ms,
+                    "healthy": bool(backend and backend.healthy and alive),
+                }
+            )
+        config = self.config
+        return {
+            "id": config.lab_id,
+            "mode": config.mode,
+            "sticky": config.sticky,
+            "balancing": config.balancing,
+            "rate": config.rate,
+            "users": len(self.crowd.users) if self.crowd is not None else config.users,
+            "auto_restart": config.auto_restart,
+            "uptime": round(now - self.origin, 3) if self.state != "new" else 0.0,
+            "state": self.state,
+            "balancer_port": self.balancer.port,
+            "workers": workers,
+            "metrics": self.metrics.summary(),
+            "series": list(self.metrics.series),
+            "events": self.events.snapshot(),
+        }
 
     def pids(self) -> list[int]:
         """Every live process this lab started (for orphan checks)."""
-        return []
+        return self.supervisor.live_pids()
+
+    def all_pids(self) -> list[int]:
+        """Every process this lab ever started, alive or not."""
+        return list(self.supervisor.all_pids)
+
+    @property
+    def spawn_times(self) -> dict[str, list[float]]:
+        """Spawn-to-ready of every (re)start, in ms, per worker name."""
+        return {w.name: list(w.spawn_history) for w in self.supervisor.workers.values()}
+
+    def disruption_log(self) -> list[dict[str, Any]]:
+        return [asdict(d) for d in self.disruptions]
+
+    # -- callbacks from the parts --
+
+    def _on_ready(self, worker: WorkerProcess) -> None:
+        assert worker.port is not None
+        self.balancer.set_address(worker.name, worker.port)
+
+    def _on_exit(self, worker: WorkerProcess) -> None:
+        if worker.expected_exit is None and self.config.mode == "stateful":
+            backend = self.balancer.backends.get(worker.name)
+            if backend is not None and backend.sessions:
+                self.events.emit(
+                    "worker.sessions_gone",
+                    f"The {backend.sessions} sessions in {worker.name}'s memory died with it.",
+                )
+
+    def _on_health(self, backend: Backend, healthy: bool, reason: str) -> None:
+        name = backend.name
+        if not healthy:
+            since = ""
+            for d in reversed(self.disruptions):
+                if d.worker == name and d.marked_down_after_ms is None:
+                    d.marked_down_after_ms = round((self.now() - d.t) * 1000, 1)
+                    since = f", {d.marked_down_after_ms:.0f} ms after it was {d.action}"
+                    break
+            self.events.emit(
+                "worker.down",
+                f"The balancer marked {name} down ({reason}){since}; "
+                f"its traffic goes to the other workers.",
+            )
+        else:
+            self.events.emit("worker.up", f"The balancer marked {name} up again ({reason}).")
+
+    async def _tick_loop(self) -> None:
+        while True:
+            now = self.now()
+            await asyncio.sleep(int(now) + 1.001 - now)
+            for second in self.metrics.tick():
+                if second.losses:
+                    self._report_losses(second.losses)
+
+    def _report_losses(self, losses: list[tuple[str, str]]) -> None:
+        by_worker: dict[str, list[str]] = {}
+        for user, worker in losses:
+            by_worker.setdefault(worker, []).append(user)
+        parts = []
+        for worker, users in by_worker.items():
+            shown = ", ".join(users[:6]) + (f" and {len(users) - 6} more" if len(users) > 6 else "")
+            parts.append(f"{len(users)} created on {worker} ({shown})")
+        self.events.emit(
+            "users.sessions_lost",
+            f"{len(losses)} users found their session gone and had to log in again: "
+            + "; ".join(parts)
+            + ".",
+        )

@@ -1,0 +1,90 @@
+"""`manage.py runscenario`: a lab run headless, with a kill, reported as JSON."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+
+REQUIRED = {
+    "requests_ok",
+    "requests_failed",
+    "sessions_lost",
+    "carts_lost",
+    "relogins",
+    "sessions_held_by_killed",
+    "latency_before_kill",
+    "latency_after_kill",
+    "spawn_to_ready_ms",
+    "orphans_after",
+    "kills",
+}
+
+
+def run(*args: str) -> dict:
+    out = io.StringIO()
+    call_command("runscenario", *args, stdout=out)
+    return json.loads(out.getvalue())
+
+
+@pytest.mark.parametrize("mode", ["stateful", "stateless"])
+def test_json_report_of_a_kill(mode: str) -> None:
+    report = run(
+        "--mode",
+        mode,
+        "--workers",
+        "2",
+        "--users",
+        "6",
+        "--rate",
+        "40",
+        "--seconds",
+        "3",
+        "--kill",
+        "worker-1@1.5",
+        "--json",
+    )
+    assert set(report) >= REQUIRED
+    assert report["orphans_after"] == 0
+    assert set(report["spawn_to_ready_ms"]) == {"worker-1", "worker-2"}
+    assert all(ms > 0 for ms in report["spawn_to_ready_ms"].values())
+    assert report["requests_ok"] > 0
+    assert report["latency_before_kill"]["count"] > 0
+    assert report["latency_after_kill"]["count"] > 0
+    [kill] = report["kills"]
+    assert kill["worker"] == "worker-1" and kill["pid"] > 0
+    assert kill["sessions_held_source"] in ("health_before_kill", "last_health_poll")
+    if mode == "stateful":
+        assert report["sessions_held_by_killed"] > 0
+        assert report["sessions_lost"] > 0
+    else:
+        assert report["sessions_held_by_killed"] == 0
+        assert report["sessions_lost"] == 0 and report["carts_lost"] == 0
+
+
+def test_readable_summary_without_json() -> None:
+    out = io.StringIO()
+    call_command(
+        "runscenario", "--workers", "1", "--users", "2", "--seconds", "1", "--no-sticky", stdout=out
+    )
+    text = out.getvalue()
+    assert "stateful lab: 1 workers, 2 users" in text
+    assert "sticky off" in text and "orphans after     0" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--kill", "worker-1"], "worker-N@SECONDS"),
+        (["--kill", "worker-3@1"], "worker-1 to worker-2"),
+        (["--kill", "worker-1@5"], "before the end"),
+        (["--seconds", "0"], "--seconds"),
+        (["--workers", "9"], "workers must be"),
+        (["--rate", "0"], "rate must be"),
+    ],
+)
+def test_bad_arguments_are_a_clear_command_error(args: list[str], message: str) -> None:
+    with pytest.raises(CommandError, match=message):
+        call_command("runscenario", "--workers", "2", "--seconds", "2", *args, stdout=io.StringIO())
