@@ -70,7 +70,9 @@ def server_env(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> dict
     return env
 
 
-def start_daphne(env: dict[str, str], port: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
+def start_daphne(
+    env: dict[str, str], port: int | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     port = port or free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
