@@ -1,0 +1,102 @@
+"""`python -m bench [NAME ...] [--quick]`: run the benchmarks, print figures, record them.
+
+Each benchmark prints its tables, then a summary lists every target of the issues and
+whether this run met it. The figures also go into docs/benchmarks.md (the block of each
+benchmark that ran). Nothing here asserts on a timing: figures are for people to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import faulthandler
+import importlib
+import sys
+import time
+import traceback
+
+from .common import Report, Skip, machine_line, table
+from .docs import docs_update
+
+# name -> (module, function, what it measures, hard time limit in seconds); run in order.
+BENCHMARKS: dict[str, tuple[str, str, str, int]] = {
+    "lessons": ("bench.lessons", "run", "lesson page vs static file throughput and latency", 180),
+    "spawn": ("bench.workers", "run_spawn", "worker spawn-to-ready, both modes", 240),
+    "memory": ("bench.workers", "run_memory", "USS/RSS per worker process, both modes", 150),
+    "latency": (
+        "bench.latency",
+        "run",
+        "stateless minus stateful latency vs Redis round trip",
+        180,
+    ),
+    "kill": ("bench.kill", "run", "kill over a WebSocket to the worker shown down", 300),
+    "labs": ("bench.labs", "run", "concurrent labs one host holds with update lag p95 ok", 300),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}",
+    )
+    parser.add_argument("--quick", action="store_true", help="shorter runs, fewer samples")
+    parser.add_argument(
+        "--no-docs", action="store_true", help="do not write the results to docs/benchmarks.md"
+    )
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    names = [n for n in BENCHMARKS if n in args.names] if args.names else list(BENCHMARKS)
+
+    print(f"bench: {', '.join(names)}{' (--quick)' if args.quick else ''}; {machine_line()}")
+    reports: list[Report] = []
+    failed = False
+    for name in names:
+        module_name, function, what, limit = BENCHMARKS[name]
+        print(f"\n== {name}: {what} ==", flush=True)
+        started = time.monotonic()
+        # Last resort if a benchmark hangs past its own limits: print every thread's stack
+        # and exit; the kernel then kills every child (they all die with their parent).
+        faulthandler.dump_traceback_later(limit, exit=True)
+        try:
+            run = getattr(importlib.import_module(module_name), function)
+            report: Report = run(args.quick)
+        except Skip as exc:
+            print(f"skipped: {exc}", flush=True)
+            report = Report(name, what, skipped=str(exc))
+        except KeyboardInterrupt:
+            print("interrupted; everything started has been stopped", flush=True)
+            return 130
+        except Exception as exc:
+            traceback.print_exc()
+            print(f"failed: {type(exc).__name__}: {exc}", flush=True)
+            report = Report(name, what, skipped=f"failed: {type(exc).__name__}: {exc}")
+            failed = True
+        finally:
+            faulthandler.cancel_dump_traceback_later()
+        print(f"({name} took {time.monotonic() - started:.0f}s)", flush=True)
+        reports.append(report)
+
+    print("\n== summary ==")
+    rows = []
+    for report in reports:
+        if report.skipped is not None:
+            rows.append([report.name, "-", "-", report.skipped[:70], "skipped"])
+        for target in report.targets:
+            rows.append([report.name, target.name, target.goal, target.measured, target.verdict])
+    print(table(["benchmark", "target", "goal", "measured", "verdict"], rows))
+
+    if not args.no_docs:
+        argv_shown = sys.argv[1:] if argv is None else argv
+        path = docs_update(
+            reports, command=" ".join(["python -m bench", *argv_shown]), names=list(BENCHMARKS)
+        )
+        print(f"\nresults written to {path}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
