@@ -17,8 +17,7 @@ install: $(STAMP)
 run: $(STAMP)
 	$(PY) -m config.serve
 
-test: $(STAMP)
-	$(VENV)/bin/ruff check .
+test: lint
 	$(PY) -m pytest
 
 e2e: $(STAMP)

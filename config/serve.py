@@ -28,7 +28,7 @@ def main() -> int:
         print(f"embedded Redis on {redis.url} (no persistence)", flush=True)
 
     python = sys.executable
-    children: list[subprocess.Popen[bytes]] = []
+    children: dict[str, subprocess.Popen[bytes]] = {}
     stopping = False
 
     def stop(*_: object) -> None:
@@ -39,33 +39,29 @@ def main() -> int:
     signal.signal(signal.SIGTERM, stop)
     try:
         subprocess.run([python, "manage.py", "migrate", "--noinput", "-v", "0"], check=True)
-        children.append(
-            subprocess.Popen(
-                [python, "manage.py", "runlabs"], preexec_fn=embedded_redis.die_with_parent
-            )
+        children["lab host"] = subprocess.Popen(
+            [python, "manage.py", "runlabs"], preexec_fn=embedded_redis.die_with_parent
         )
-        children.append(
-            subprocess.Popen(
-                [python, "-m", "daphne", "-b", host, "-p", port, "config.asgi:application"],
-                preexec_fn=embedded_redis.die_with_parent,
-            )
+        children["daphne"] = subprocess.Popen(
+            [python, "-m", "daphne", "-b", host, "-p", port, "config.asgi:application"],
+            preexec_fn=embedded_redis.die_with_parent,
         )
         print(f"serving http://{host}:{port}/  (Ctrl-C stops everything)", flush=True)
         while not stopping:
-            for child in children:
+            for name, child in children.items():
                 if child.poll() is not None:
-                    print(f"{child.args[1:3]} exited with {child.returncode}; stopping", flush=True)
+                    print(f"{name} exited with {child.returncode}; stopping", flush=True)
                     stopping = True
             time.sleep(0.2)
     except subprocess.CalledProcessError as exc:
         print(f"failed: {exc}", file=sys.stderr)
         return 1
     finally:
-        for child in children:
+        for child in children.values():
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 10
-        for child in children:
+        for child in children.values():
             try:
                 child.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:

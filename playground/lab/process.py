@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .errors import LabError
 
@@ -38,6 +39,7 @@ _spawned: set[int] = set()
 # prctl is looked up here, in the parent, so the child runs only the call between fork
 # and exec: no dlopen there, which could deadlock if another thread held the loader lock
 # at fork time (the lab host may run threads).
+_prctl: Any
 try:
     _prctl = ctypes.CDLL(None, use_errno=True).prctl
 except (OSError, AttributeError):  # not Linux: the worker's own watchdog still guards
