@@ -3,6 +3,8 @@
 from django.contrib import admin
 from django.urls import include, path
 
+handler500 = "config.views.server_error"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("playground/", include("playground.urls")),

@@ -92,7 +92,11 @@ class LabConsumer(AsyncJsonWebsocketConsumer):
 
     async def attach(self) -> None:
         self.attached_at = time.monotonic()
-        await self.to_host("lab.attach", owner=self.owner)
+        # Bounded: with a hung Redis the send never returns, and the watchdog must go on to
+        # notice the silence and say so, not leave a frozen page that reads "Live".
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(REATTACH_AFTER):
+                await self.to_host("lab.attach", owner=self.owner)
 
     async def watch(self) -> None:
         """Renew the viewer lease; notice a host that went silent (killed, stopped)."""

@@ -48,6 +48,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "csp.middleware.CSPMiddleware",
+    # Innermost: the stack above runs as one synchronous call, not a thread hop per hook.
+    "config.middleware.SyncBoundary",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -84,6 +86,14 @@ CACHES: dict[str, dict[str, Any]] = {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "course",
+        # Every request reads or writes its session here: a hung Redis must fail the request
+        # (a 503 page, config.views) rather than hold it open forever.
+        "OPTIONS": {
+            "socket_connect_timeout": 2,
+            "socket_timeout": 2,
+            # One pool per process, not a new connection per request (see config.cache).
+            "pool_class": "config.cache.SharedConnectionPool",
+        },
     }
 }
 SESSION_ENGINE = "django.contrib.sessions.backends.cache"

@@ -191,12 +191,16 @@ class Lab:
             held, source = await self._sessions_held(worker, backend)
             # In flight "at the kill": those outstanding now, plus any the balancer sends
             # it while it dies (until its sockets are closed and we have reaped it).
-            inflight, dispatched = backend.inflight, backend.dispatched
-            pid, t = worker.pid, self.now()
+            dispatched = backend.dispatched
+            # Recorded before the signal: the requests the kill cuts short can get it marked
+            # down (passive health check) before the kill returns, and that delay is measured.
+            pid = worker.pid
+            kill = Disruption(name, "killed", pid, self.now(), held, source, backend.inflight)
+            self.disruptions.append(kill)
             await self.supervisor.kill(worker)
             await asyncio.sleep(0.01)  # let the loop see its sockets close
-            inflight += backend.dispatched - dispatched
-            self.disruptions.append(Disruption(name, "killed", pid, t, held, source, inflight))
+            kill.inflight += backend.dispatched - dispatched
+            inflight = kill.inflight
             memory = (
                 f"it held {held} sessions in its memory, now gone"
                 if self.config.mode == "stateful"

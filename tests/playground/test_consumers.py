@@ -15,6 +15,7 @@ import pytest
 from channels.testing import WebsocketCommunicator
 
 from config.asgi import application
+from playground.consumers import LabConsumer
 from playground.labhost import protocol
 from playground.labhost.client import alab_create
 
@@ -232,6 +233,25 @@ async def test_a_silent_lab_host_is_noticed(
     socket = sockets("abcdef1234", session_key)
     assert (await socket.connect())[0]
     message = await socket.receive_json_from(timeout=10)
+    assert message["type"] == "closed"
+    assert "stopped answering" in message["message"]
+    assert await socket.receive_output() == {
+        "type": "websocket.close",
+        "code": protocol.CLOSE_HOST_DOWN,
+    }
+
+
+async def test_a_hung_channel_layer_is_noticed_too(
+    owner_session: Any, sockets: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def hang(*_: Any, **__: Any) -> None:
+        await asyncio.Event().wait()  # a Redis that accepts the command and never answers
+
+    monkeypatch.setattr(LabConsumer, "to_host", hang)
+    session_key, _ = owner_session()
+    socket = sockets("abcdef1234", session_key)
+    assert (await socket.connect())[0]
+    message = await socket.receive_json_from(timeout=15)
     assert message["type"] == "closed"
     assert "stopped answering" in message["message"]
     assert await socket.receive_output() == {

@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
+import psutil
 import pytest
 from django.core.management import CommandError, call_command
+
+from playground.lab.process import find_orphans
+
+ROOT = Path(__file__).resolve().parents[2]
 
 REQUIRED = {
     "requests_ok",
@@ -88,3 +99,36 @@ def test_readable_summary_without_json() -> None:
 def test_bad_arguments_are_a_clear_command_error(args: list[str], message: str) -> None:
     with pytest.raises(CommandError, match=message):
         call_command("runscenario", "--workers", "2", "--seconds", "2", *args, stdout=io.StringIO())
+
+
+def _workers(command: psutil.Process) -> list[int]:
+    return [c.pid for c in command.children() if "playground.worker" in c.cmdline()]
+
+
+def test_ctrl_c_closes_the_lab_and_prints_no_traceback(redis_url: str) -> None:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test", "REDIS_URL": redis_url}
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "runscenario", "--workers", "2", "--seconds", "60"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A terminal's Ctrl-C, even when the test run itself ignores SIGINT (CI, background).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        command = psutil.Process(process.pid)
+        deadline = time.monotonic() + 30
+        while len(workers := _workers(command)) < 2:
+            assert time.monotonic() < deadline, "the workers never started"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 130
+    assert "Interrupted: the lab was closed" in err
+    assert "Traceback" not in err
+    assert find_orphans(workers) == []

@@ -101,6 +101,12 @@ class Command(BaseCommand):
             report = asyncio.run(run_scenario(config, seconds, kills))
         except LabError as exc:
             raise CommandError(str(exc)) from exc
+        except KeyboardInterrupt:
+            # Ctrl-C: asyncio.run cancelled the scenario, whose `finally` closed the lab.
+            raise CommandError(
+                "Interrupted: the lab was closed and none of its processes is left.",
+                returncode=130,
+            ) from None
         if options["json"]:
             self.stdout.write(json.dumps(report))
         else:

@@ -177,3 +177,21 @@ async def test_no_healthy_worker_means_503(make_lab: LabFactory) -> None:
     assert await eventually(lambda: lab.metrics.requests_failed > failed + 5)
     assert lab.snapshot()["workers"][0]["status"] == "down"
     assert lab.metrics.sessions_lost == 0  # failing is not losing: Redis still has them
+
+
+async def test_kill_with_requests_in_flight_measures_time_to_marked_down(
+    make_lab: LabFactory,
+) -> None:
+    # Slow requests, so the kill cuts some short: their failures (passive health check)
+    # mark the worker down at once (fall=2), while the kill itself is still being carried out.
+    lab = await make_lab(mode="stateless", workers=2, users=12, work_ms=200)
+    backend = lab.balancer.backends["worker-1"]
+    assert await eventually(lambda: backend.inflight >= lab.config.fall)
+
+    await lab.worker_kill("worker-1")
+
+    kill = lab.disruptions[-1]
+    assert kill.inflight >= lab.config.fall
+    assert await eventually(lambda: kill.marked_down_after_ms is not None)
+    down = [e["text"] for e in lab.events.snapshot() if e["kind"] == "worker.down"]
+    assert any("after it was killed" in text for text in down)

@@ -1,0 +1,28 @@
+"""Site-wide error pages. Nothing here may touch the session or the cache: Redis may be down."""
+
+from __future__ import annotations
+
+import sys
+
+import redis
+from django.http import HttpRequest, HttpResponse
+from django.template import loader
+
+REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+# Set here because a failure in the session middleware's response phase skips the inner
+# middleware that would add them; these pages load nothing, so they allow nothing.
+ERROR_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
+    "form-action 'none'",
+    "X-Frame-Options": "DENY",
+}
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500. Django calls it inside the `except` of the failed request, so the
+    exception is at hand: a Redis that is down or hung is an outage (503), not a bug."""
+    if isinstance(sys.exc_info()[1], REDIS_ERRORS):
+        page = loader.get_template("503.html").render()
+        return HttpResponse(page, status=503, headers={**ERROR_PAGE_HEADERS, "Retry-After": "30"})
+    page = loader.get_template("500.html").render()
+    return HttpResponse(page, status=500, headers=ERROR_PAGE_HEADERS)

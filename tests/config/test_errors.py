@@ -1,0 +1,66 @@
+"""A Redis that is down or hung: the learner gets a page that says so, quickly, not a hang."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+from django.conf import settings
+from django.test import Client, override_settings
+
+from config.embedded_redis import free_port
+
+
+def _caches(url: str) -> dict[str, dict[str, object]]:
+    return {"default": {**settings.CACHES["default"], "LOCATION": url}}
+
+
+@pytest.fixture
+def hung_redis() -> Iterator[str]:
+    """A port that accepts connections and never answers, like a Redis stuck on a disk."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+
+
+@pytest.fixture
+def unanswering_client() -> Client:
+    return Client(raise_request_exception=False)
+
+
+def test_redis_down_gives_a_503_page_that_says_so(unanswering_client: Client) -> None:
+    with override_settings(CACHES=_caches(f"redis://127.0.0.1:{free_port()}/0")):
+        response = unanswering_client.get("/lessons/the-tradeoff/")
+    assert response.status_code == 503
+    assert response.headers["Retry-After"]
+    assert "cannot reach Redis" in response.text
+    # The session middleware failed on the way out, before CSP and framing headers were set.
+    assert response.headers["Content-Security-Policy"].startswith("default-src 'none'")
+    assert response.headers["X-Frame-Options"] == "DENY"
+
+
+def test_redis_hung_gives_the_503_page_instead_of_hanging(
+    unanswering_client: Client, hung_redis: str
+) -> None:
+    started = time.monotonic()
+    with override_settings(CACHES=_caches(hung_redis)):
+        response = unanswering_client.get("/lessons/the-tradeoff/")
+    assert response.status_code == 503
+    assert "cannot reach Redis" in response.text
+    # Bounded by the cache's socket timeouts, not by the learner's patience.
+    assert time.monotonic() - started < 30
+
+
+def test_other_errors_still_give_the_500_page(
+    unanswering_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(**_: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("course.views.lesson_get", broken)
+    response = unanswering_client.get("/lessons/the-tradeoff/")
+    assert response.status_code == 500
+    assert "Something went wrong" in response.text
