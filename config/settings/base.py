@@ -96,7 +96,7 @@ CACHES: dict[str, dict[str, Any]] = {
         },
     }
 }
-SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+SESSION_ENGINE = "config.sessions"  # cache sessions on Redis; see config/sessions.py
 SESSION_COOKIE_AGE = 60 * 60 * 24 * 30
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"

@@ -64,3 +64,14 @@ def test_other_errors_still_give_the_500_page(
     response = unanswering_client.get("/lessons/the-tradeoff/")
     assert response.status_code == 500
     assert "Something went wrong" in response.text
+
+
+def test_redis_down_is_an_outage_for_a_returning_learner_not_a_silent_logout(
+    unanswering_client: Client,
+) -> None:
+    # Django's stock cache sessions would read "no session" and show an empty progress page.
+    unanswering_client.cookies[settings.SESSION_COOKIE_NAME] = "a" * 32
+    with override_settings(CACHES=_caches(f"redis://127.0.0.1:{free_port()}/0")):
+        response = unanswering_client.get("/")
+    assert response.status_code == 503
+    assert "cannot reach Redis" in response.text
