@@ -1,9 +1,9 @@
-"""The lessons benchmark's baseline: daphne serving one file's bytes, with no app work at all.
+"""The lessons benchmark's reference row: daphne serving one file's bytes, with no app work.
 
 `daphne bench.static_app:app` answers every HTTP request with the bytes of the file named
-by BENCH_STATIC_FILE (a lesson page saved by the benchmark), read once, as a static file
-server serves a hot file from the page cache. Same server, same bytes, same loopback:
-what remains between this and the lesson page is Django's own cost. Never used by the site.
+by BENCH_STATIC_FILE (a lesson page saved by the benchmark), read once. Same server, same
+bytes, same loopback, no framework: the ceiling of daphne itself, shown next to the
+primary baseline (the site's own static path, bench.settings). Never used by the site.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from config.views import REDIS_ERRORS
 class SessionStore(cache.SessionStore):
     def load(self) -> dict[str, Any]:
         try:
-            data = self._cache.get(self.cache_key)
+            data = self._cache.get(self.cache_key)  # type: ignore[attr-defined]
         except REDIS_ERRORS:
             raise
         except Exception:  # e.g. an invalid key: start a fresh session, as Django does
@@ -29,7 +29,7 @@ class SessionStore(cache.SessionStore):
 
     async def aload(self) -> dict[str, Any]:
         try:
-            data = await self._cache.aget(await self.acache_key())
+            data = await self._cache.aget(await self.acache_key())  # type: ignore[attr-defined]
         except REDIS_ERRORS:
             raise
         except Exception:

@@ -1,14 +1,18 @@
-"""Lessons: one Markdown file per lesson in CONTENT_DIR, read on every call, never written.
+"""Lessons: one Markdown file per lesson in CONTENT_DIR, looked at on every call, never written.
 
-Files are stat'ed and read on each request, so an edit shows at once with no restart; only
-the rendering (a pure function of the bytes) is cached.
+Every call stats the files, so an edit shows on the next request with no restart; what a
+file's bytes give (front matter, rendering) is cached and reused only while the file is
+provably unchanged (see _source_entry).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import stat
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +43,8 @@ _YAML_TYPE_NAMES = {
     "tag:yaml.org,2002:timestamp": "a date",
 }
 _FIELD_TYPE_NAMES = {str: "a string", int: "an integer"}
+# libyaml's parser when PyYAML was built with it: the same safe types, several times faster.
+_YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class ContentError(Exception):
@@ -146,11 +152,21 @@ def lesson_paths(*, content_dir: Path | None = None) -> list[Path]:
 def lesson_index() -> LessonIndex:
     lessons: list[LessonSummary] = []
     errors: list[ContentError] = []
-    for path in lesson_paths():
+    # The files of lesson_paths(), with one stat each: the one _source_entry makes.
+    directory = os.fspath(settings.CONTENT_DIR)
+    try:
+        names = sorted(name for name in os.listdir(directory) if name.endswith(".md"))
+    except (FileNotFoundError, NotADirectoryError):
+        names = []  # as lesson_paths(): no directory, no lessons
+    for name in names:
         try:
-            lessons.append(lesson_source_parse(path=path, data=path.read_bytes()).summary)
-        except ContentError as exc:
-            errors.append(exc)
+            entry = _source_entry(os.path.join(directory, name))
+        except (FileNotFoundError, NotADirectoryError, _NotAFile):
+            continue  # not a regular file, or gone since the directory was listed
+        if entry.source is not None:
+            lessons.append(entry.source.summary)
+        elif entry.error is not None:
+            errors.append(entry.error)
     lessons.sort(key=lambda lesson: (lesson.order, lesson.slug))
     return LessonIndex(lessons=lessons, errors=errors)
 
@@ -165,12 +181,18 @@ def lesson_get(*, slug: str) -> Lesson:
     # The slug pattern admits no dots, slashes, backslashes or NULs: it cannot leave the dir.
     if not SLUG_RE.match(slug):
         raise LessonNotFound(slug)
-    path = Path(settings.CONTENT_DIR) / f"{slug}.md"
     try:
-        data = path.read_bytes()
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+        entry = _source_entry(os.path.join(os.fspath(settings.CONTENT_DIR), f"{slug}.md"))
+    except (FileNotFoundError, NotADirectoryError, _NotAFile) as exc:
         raise LessonNotFound(slug) from exc
-    source = lesson_source_parse(path=path, data=data)
+    if entry.source is None:
+        assert entry.error is not None
+        # A fresh exception per raise: raising the cached one again would grow its traceback.
+        error = entry.error
+        raise ContentError(path=error.path, line=error.line, message=error.message) from (
+            error.__cause__
+        )
+    source = entry.source
     return Lesson(**vars(source.summary), rendered=lesson_render(source=source))
 
 
@@ -183,6 +205,70 @@ def lesson_neighbours(
         return None, None
     i = slugs.index(slug)
     return (lessons[i - 1] if i > 0 else None, lessons[i + 1] if i + 1 < len(lessons) else None)
+
+
+class _NotAFile(OSError):
+    """The path names a directory, a FIFO or the like: not a lesson file."""
+
+
+@dataclass(frozen=True)
+class _SourceEntry:
+    key: tuple[int, ...]  # the file's stat when data was read
+    settled: bool  # the file's last change was long before that stat: key can be trusted
+    data: bytes
+    source: LessonSource | None
+    error: ContentError | None
+
+
+# How much older than our stat() a file's last change must be before its stat alone is
+# trusted to show the next change. Timestamps are coarse (a clock tick on ext4, 1 s on
+# HFS+, 2 s on FAT), so two same-size writes within one tick leave the same stat behind;
+# within this window the bytes are read and compared on every call (as git does for
+# "racily clean" files). 2 s covers the coarsest filesystem we might meet.
+_RACY_NS = 2_000_000_000
+_SOURCE_CACHE_SIZE = 256
+# Keyed by the path as a string: a request looks up every lesson, and building and hashing
+# Path objects would cost more than the stat() calls.
+_source_cache: OrderedDict[str, _SourceEntry] = OrderedDict()
+_source_lock = threading.Lock()  # for writes; a lookup is one atomic dict read
+
+
+def _source_entry(path: str) -> _SourceEntry:
+    """lesson_source_parse of the file at path (its result or its ContentError), at the cost
+    of one stat() when the file is unchanged.
+
+    Keyed by stat (device, inode, size, mtime, ctime) rather than by a hash of the bytes, so
+    that an unchanged file is not even read. Every write, truncate, rename over it or
+    utime() sets ctime to the current time, which no tool can set back. Any change of the
+    key, or a file changed too recently for its key to be trusted (see _RACY_NS), means a
+    read; equal bytes then reuse the parse, which depends only on path and bytes.
+    Raises FileNotFoundError, NotADirectoryError or _NotAFile when there is no file to read.
+    """
+    checked_at = time.time_ns()  # before the stat: a change after it cannot be in it
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise _NotAFile(path)
+    key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+    entry = _source_cache.get(path)
+    if entry is None or entry.key != key or not entry.settled:
+        file = Path(path)
+        data = file.read_bytes()
+        if entry is None or entry.data != data:
+            try:
+                source, error = lesson_source_parse(path=file, data=data), None
+            except ContentError as exc:
+                source, error = None, exc
+        else:
+            source, error = entry.source, entry.error
+        # A change between the stat and the read is caught next time: its stat differs.
+        settled = info.st_ctime_ns < checked_at - _RACY_NS
+        entry = _SourceEntry(key=key, settled=settled, data=data, source=source, error=error)
+        with _source_lock:
+            _source_cache[path] = entry
+            _source_cache.move_to_end(path)
+            while len(_source_cache) > _SOURCE_CACHE_SIZE:
+                _source_cache.popitem(last=False)
+    return entry
 
 
 # The rendering cache is process-local on purpose. Its key is the file's hash plus the
@@ -218,10 +304,15 @@ def _front_matter_check(
     def error(line: int, message: str) -> ContentError:
         return ContentError(path=path, line=line, message=message)
 
-    # Composed nodes keep line marks (and show repeated keys), which a loaded dict does not.
+    # Composed nodes keep line marks (and show repeated keys), which a loaded dict does not;
+    # the dict is constructed from those same nodes, so the YAML is parsed once.
     try:
-        node = yaml.compose(front, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(front)
+        loader = _YamlLoader(front)
+        try:
+            node = loader.get_single_node()
+            data: Any = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = front_line + (mark.line if mark else 0)

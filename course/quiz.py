@@ -7,6 +7,7 @@ rendered forms carry only choice numbers, and feedback comes back from a POST.
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -16,6 +17,8 @@ import markdown
 import nh3
 import yaml
 from django.http import HttpRequest
+from django.middleware.csrf import get_token
+from django.template import Engine, Template
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.safestring import SafeString, mark_safe
@@ -346,6 +349,9 @@ def quiz_check(*, quiz: Quiz, selected: Iterable[int]) -> QuizResult:
 # Rendering
 
 
+# A pure function of the text, asked for every quiz of a lesson on every page view: a
+# Markdown run costs far more than the rest of a quiz's rendering.
+@lru_cache(maxsize=2048)
 def inline_markdown(text: str) -> SafeString:
     """Quiz text is a line of Markdown (code, emphasis, links), sanitized like lessons."""
     html = markdown.markdown(text)
@@ -417,13 +423,34 @@ def _flash_pop(request: HttpRequest, slug: str) -> dict[str, Any] | None:
     return flash
 
 
+# Stands for the request's CSRF token in HTML rendered once and served to many (quiz forms
+# here, lesson pages in course.views). Random per process, so no lesson text can contain it.
+CSRF_SLOT = f"csrf-slot-{secrets.token_hex(16)}"
+
+
+@lru_cache(maxsize=512)
+def _quiz_form(*, template: Template, quiz: Quiz, slug: str, preview: bool) -> str:
+    """A quiz's form before any answer: a function of the quiz alone, rendered once, with
+    CSRF_SLOT where the token goes. No request in its context: nothing of one learner's
+    can end up in it. `template` (the loaded quiz.html) is in the key only, so that a
+    template Django reloads (runserver) is rendered afresh."""
+    context = _quiz_context(quiz=quiz, slug=slug, result=None, preview=preview)
+    return render_to_string("course/quiz.html#quiz", {**context, "csrf_token": CSRF_SLOT})
+
+
 def render_slots(
-    *, html: str, lesson: Any, request: HttpRequest, preview: bool = False
+    *,
+    html: str,
+    lesson: Any,
+    request: HttpRequest,
+    preview: bool = False,
+    csrf_token: str | None = None,
 ) -> SafeString:
     """Replace each quiz placeholder of a lesson's HTML with its form, at request time.
 
     A broken block shows staff a 'file:line message' box and students nothing. After a
     no-JavaScript answer, the answered quiz shows its feedback once (post/redirect/get).
+    csrf_token: the page's own, when the caller has one (else one is made if needed).
     """
     slug = getattr(lesson, "slug", "")
     blocks = quiz_blocks_of(lesson)
@@ -439,7 +466,7 @@ def render_slots(
     slot_number = 0
 
     def replace(match: re.Match[str]) -> str:
-        nonlocal slot_number
+        nonlocal slot_number, csrf_token
         quiz_id = match.group("id")
         # Slots come in the order of the blocks; a block without a usable id has id "".
         positional = blocks[slot_number] if slot_number < len(blocks) else None
@@ -470,13 +497,17 @@ def render_slots(
                 {"quiz_id": quiz_id, "file": where, "problems": problems},
                 request=request,
             )
-        result = None
         if flash is not None and flash.get("quiz") == quiz.id:
             result = quiz_check(quiz=quiz, selected=flash.get("selected") or [])
-        return render_to_string(
-            "course/quiz.html#quiz",
-            _quiz_context(quiz=quiz, slug=slug, result=result, preview=preview),
-            request=request,
-        )
+            return render_to_string(
+                "course/quiz.html#quiz",
+                _quiz_context(quiz=quiz, slug=slug, result=result, preview=preview),
+                request=request,
+            )
+        if csrf_token is None:
+            csrf_token = get_token(request)
+        template = Engine.get_default().get_template("course/quiz.html")
+        form = _quiz_form(template=template, quiz=quiz, slug=slug, preview=preview)
+        return form.replace(CSRF_SLOT, csrf_token)
 
     return mark_safe(SLOT_RE.sub(replace, html))  # noqa: S308 - parts are escaped templates

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
+from types import SimpleNamespace
 
 from csp.constants import UNSAFE_INLINE
 from csp.decorators import csp_update
 from django.conf import settings
 from django.http import Http404, HttpResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import render
+from django.template import Context, Engine, Template
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
@@ -18,13 +23,15 @@ from course.lessons import (
     ContentError,
     Lesson,
     LessonNotFound,
+    LessonSummary,
     lesson_get,
     lesson_index,
     lesson_list,
     lesson_neighbours,
 )
+from course.markdown import RenderedMarkdown
 from course.progress import progress_mark_read, progress_summary
-from course.quiz import render_slots
+from course.quiz import CSRF_SLOT, render_slots
 from course.views_common import HtmxHttpRequest, lessons_rendered
 
 # Mermaid puts a <style> inside each SVG it draws; only pages that can show a diagram
@@ -73,20 +80,57 @@ def _lesson_page(request: HtmxHttpRequest, lesson: Lesson) -> HttpResponse:
     lessons = lesson_list()
     previous, following = lesson_neighbours(slug=lesson.slug, lessons=lessons)
     slugs = [summary.slug for summary in lessons]
-    # The one place where a lesson's HTML enters the page (sanitized by course.markdown);
-    # the quiz slots in it are filled here.
-    html = render_slots(html=lesson.html, lesson=lesson, request=request)
+    page = _lesson_page_html(
+        template=Engine.get_default().get_template("course/lesson.html"),
+        path=request.path,
+        lesson=lesson,
+        rendered=lesson.rendered,
+        number=slugs.index(lesson.slug) + 1 if lesson.slug in slugs else None,
+        previous=previous,
+        following=following,
+        staff_path=_display_path(lesson.path) if _is_staff(request) else None,
+    )
+    # What is this request's own goes in here: its CSRF token (one for the whole page, as
+    # one render gives) and the quiz slots (a flash answer, a staff-only box).
+    token = get_token(request)
+    html = render_slots(html=page, lesson=lesson, request=request, csrf_token=token)
     progress_mark_read(session=request.session, slug=lesson.slug)
+    return HttpResponse(html.replace(CSRF_SLOT, token))
+
+
+# The arguments are the whole key: a new version of the file, a change of its place in the
+# course, or a template reloaded by Django is a new entry. `rendered` is one because a
+# Lesson compares without it.
+@lru_cache(maxsize=128)
+def _lesson_page_html(
+    *,
+    template: Template,
+    path: str,
+    lesson: Lesson,
+    rendered: RenderedMarkdown,
+    number: int | None,
+    previous: LessonSummary | None,
+    following: LessonSummary | None,
+    staff_path: str | None,
+) -> str:
+    """A lesson's page with its quiz slots empty and CSRF_SLOT for the token, rendered once.
+
+    The context holds these arguments and nothing else (no RequestContext, so no user,
+    session or messages): nothing of one learner's can be cached and shown to another.
+    """
     context = {
         "lesson": lesson,
-        "html": html,
-        "number": slugs.index(lesson.slug) + 1 if lesson.slug in slugs else None,
+        # The one place where a lesson's HTML enters the page (sanitized by course.markdown).
+        "html": mark_safe(rendered.html),  # noqa: S308
+        "number": number,
         "previous": previous,
         "next": following,
-        "staff_path": _display_path(lesson.path) if _is_staff(request) else None,
-        "diagram_styles": lesson.has_diagram,
+        "staff_path": staff_path,
+        "diagram_styles": rendered.has_diagram,
+        "request": SimpleNamespace(path=path),  # the site's nav reads request.path only
+        "csrf_token": CSRF_SLOT,
     }
-    return render(request, "course/lesson.html", context)
+    return template.render(Context(context))
 
 
 _lesson_page_with_diagrams: Callable[[HtmxHttpRequest, Lesson], HttpResponse] = csp_update(

@@ -75,8 +75,16 @@ def start_daphne(
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = port or free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-         "config.asgi:application"],
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "config.asgi:application",
+        ],
         cwd=ROOT,
         env=env,
         preexec_fn=die_with_parent,

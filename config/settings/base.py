@@ -83,17 +83,13 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 
 CACHES: dict[str, dict[str, Any]] = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        # Django's Redis cache with one pool and client per process (see config/cache.py).
+        "BACKEND": "config.cache.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "course",
         # Every request reads or writes its session here: a hung Redis must fail the request
         # (a 503 page, config.views) rather than hold it open forever.
-        "OPTIONS": {
-            "socket_connect_timeout": 2,
-            "socket_timeout": 2,
-            # One pool per process, not a new connection per request (see config.cache).
-            "pool_class": "config.cache.SharedConnectionPool",
-        },
+        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
     }
 }
 SESSION_ENGINE = "config.sessions"  # cache sessions on Redis; see config/sessions.py
@@ -103,7 +99,8 @@ SESSION_COOKIE_SAMESITE = "Lax"
 
 CHANNEL_LAYERS: dict[str, dict[str, Any]] = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        # channels-redis, with a group_send of two round trips to Redis (config/channel_layer.py)
+        "BACKEND": "config.channel_layer.RedisChannelLayer",
         "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 30},
     }
 }

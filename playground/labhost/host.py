@@ -383,24 +383,33 @@ class LabHost:
             return None
 
     async def _push(self, hosted: HostedLab) -> None:
-        snapshot = self._snapshot(hosted)
         hosted.last_push = self.clock()
-        if snapshot is None or not hosted.viewers:
+        if not hosted.viewers:
+            return  # nobody watches: not even a snapshot is taken
+        snapshot = self._snapshot(hosted)
+        if snapshot is None:
             return
+        # Wall-clock time the snapshot was taken, so a subscriber can measure the lag.
+        message = {
+            "type": "lab.snapshot",
+            "lab_id": hosted.lab_id,
+            "snapshot": snapshot,
+            "sent_at": time.time(),
+        }
         try:
-            await self.layer.group_send(
-                hosted.group,
-                {"type": "lab.snapshot", "lab_id": hosted.lab_id, "snapshot": snapshot},
-            )
+            await self.layer.group_send(hosted.group, message)
         except Exception:
             log.exception("could not push a snapshot of lab %s", hosted.lab_id)
 
     async def _publish_loop(self, hosted: HostedLab) -> None:
         interval = self.limits.push_interval
         while True:
-            wait = max(0.0, hosted.last_push + interval - self.clock())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(hosted.dirty.wait(), timeout=wait)
+            wait = hosted.last_push + interval - self.clock()
+            if wait > 0 and not hosted.dirty.is_set():
+                # asyncio.timeout, not wait_for: no extra task per wait (5 a second per lab).
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await hosted.dirty.wait()
             hosted.dirty.clear()
             await asyncio.sleep(max(0.0, hosted.last_push + MIN_PUSH_GAP - self.clock()))
             await self._push(hosted)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -154,6 +155,52 @@ def test_rendering_is_cached_by_content_and_an_edit_shows_at_once(
 
     path.write_text(lesson_text(body="## Before\n"))
     assert lesson_get(slug="live").rendered is first.rendered  # back to the first bytes
+
+
+def test_a_same_size_edit_that_leaves_the_stat_unchanged_is_seen(
+    write_lesson: LessonWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Timestamps are coarse (a clock tick on ext4, 1 s on HFS+, 2 s on FAT): two writes of
+    the same size in one tick leave the same stat. A file changed that recently is read and
+    compared on every call, whatever its stat says."""
+    path = write_lesson("live", title="Before")
+    before = os.stat(path)
+    assert lesson_get(slug="live").title == "Before"
+
+    path.write_text(lesson_text(title="Beforx"))  # same size, same inode
+    real_stat = os.stat
+
+    def same_tick_stat(target: object, *args: object, **kwargs: object) -> os.stat_result:
+        # The filesystem's clock has not ticked since the first write.
+        return before if Path(str(target)) == path else real_stat(target, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "stat", same_tick_stat)
+    assert os.stat(path) == before
+    assert lesson_get(slug="live").title == "Beforx"
+    assert [lesson.title for lesson in lesson_list()] == ["Beforx"]
+
+
+def test_an_unchanged_file_costs_a_stat_not_a_read(
+    write_lesson: LessonWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("course.lessons._RACY_NS", 0)  # trust a stat as soon as it is taken
+    path = write_lesson("live", title="Before")
+    reads: list[Path] = []
+    real_read = Path.read_bytes
+
+    def counted_read(self: Path) -> bytes:
+        reads.append(self)
+        return real_read(self)
+
+    monkeypatch.setattr(Path, "read_bytes", counted_read)
+    assert lesson_get(slug="live").title == "Before"
+    assert [lesson.title for lesson in lesson_list()] == ["Before"]
+    assert lesson_get(slug="live").title == "Before"
+    assert reads == [path]
+
+    path.write_text(lesson_text(title="After the edit"))
+    assert lesson_get(slug="live").title == "After the edit"
+    assert reads == [path, path]
 
 
 def test_neighbours_follow_course_order(write_lesson: LessonWriter) -> None:

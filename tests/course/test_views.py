@@ -11,6 +11,7 @@ from django.test import Client
 from django.utils.html import escape
 
 from course.lessons import lesson_get, lesson_paths
+from course.quiz import CSRF_SLOT
 from tests.course.conftest import LessonWriter, lesson_text
 
 REAL_LESSONS = [p.stem for p in lesson_paths(content_dir=Path(settings.BASE_DIR) / "content")]
@@ -100,6 +101,45 @@ def test_an_edited_file_is_served_on_the_next_request(
     page = client.get("/lessons/live/").text
     assert "After the edit" in page and "New section" in page
     assert "Before the edit" not in page
+
+
+QUIZ = """```quiz
+id: pick
+question: Which one?
+choices:
+  - text: This one
+    correct: true
+    feedback: Yes, this one.
+  - text: That one
+    correct: false
+    feedback: Not that one.
+```
+"""
+
+
+@pytest.mark.django_db
+def test_a_lesson_page_rendered_once_keeps_each_learners_parts_their_own(
+    admin_client: Client, write_lesson: LessonWriter
+) -> None:
+    """The page is rendered once per version of the lesson; the token, a no-JavaScript
+    answer's feedback and the staff note belong to the request that asked."""
+    path = write_lesson("q", body=f"## Quiz\n\n{QUIZ}")
+    assert f"<code>{path}</code>" in admin_client.get("/lessons/q/").text
+    learner, other = Client(enforce_csrf_checks=True), Client(enforce_csrf_checks=True)
+    tokens = []
+    for client in (learner, other):
+        page = client.get("/lessons/q/").text
+        assert CSRF_SLOT not in page and path.name not in page
+        (header,) = re.findall(r'"X-CSRFToken": "([^"]+)"', page)
+        (field,) = re.findall(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+        assert header == field
+        tokens.append(field)
+    assert tokens[0] != tokens[1]
+
+    answer = {"choice": "2", "csrfmiddlewaretoken": tokens[0]}
+    assert learner.post("/lessons/q/quiz/pick/", answer).status_code == 303
+    assert "Not that one." in learner.get("/lessons/q/").text
+    assert "Not that one." not in other.get("/lessons/q/").text
 
 
 BROKEN = "---\ntitle: Broken\nsummary: S\norder: one\nminutes: 5\n---\n\nBody.\n"

@@ -114,7 +114,9 @@ async def test_attach_by_the_owner_gets_a_snapshot_and_then_a_stream(
     await web.group_add(protocol.group_name(lab_id), viewer)
     start = time.monotonic()
     for _ in range(5):
-        await next_of(web, viewer, "lab.snapshot")
+        pushed = await next_of(web, viewer, "lab.snapshot")
+        # The host's wall clock when it took the snapshot: the update lag is measured from it.
+        assert pushed["sent_at"] <= time.time() < pushed["sent_at"] + 5
     elapsed = time.monotonic() - start
     print(f"5 snapshots in {elapsed:.2f}s")
     assert elapsed < 3  # a stream, not a trickle (the contract is 5 a second)
