@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.sessions.backends import cache
+from django.contrib.sessions.backends.base import VALID_KEY_CHARS
+from django.utils.crypto import get_random_string
 
 from config.views import REDIS_ERRORS
 
@@ -38,3 +40,11 @@ class SessionStore(cache.SessionStore):
             return data  # type: ignore[no-any-return]
         self._session_key = None
         return {}
+
+    # A new key is only ever written by create(), with SET NX (cache.add), which retries on
+    # a clash: Django's EXISTS probe before it is a wasted Redis round trip per first visit.
+    def _get_new_session_key(self) -> str:
+        return get_random_string(32, VALID_KEY_CHARS)
+
+    async def _aget_new_session_key(self) -> str:
+        return self._get_new_session_key()
