@@ -317,11 +317,12 @@ class LabHost:
         if hosted.closer is None:
             hosted.publisher = self._spawn(self._publish_loop(hosted))
 
-    async def _on_attach(self, message: dict[str, Any]) -> None:
+    async def _lab_for_owner(self, message: dict[str, Any]) -> HostedLab | None:
+        """The running lab the message names, if its sender owns it; else answer why not."""
         hosted = self.labs.get(message["lab_id"])
         if hosted is None or hosted.closer is not None:
             await self._reply(message, "lab.closed", reason="This lab has ended.")
-            return
+            return None
         if not self._owned(hosted, message):
             await self._reply(
                 message,
@@ -329,6 +330,12 @@ class LabHost:
                 code=protocol.CLOSE_FORBIDDEN,
                 message="This lab belongs to another browser session.",
             )
+            return None
+        return hosted
+
+    async def _on_attach(self, message: dict[str, Any]) -> None:
+        hosted = await self._lab_for_owner(message)
+        if hosted is None:
             return
         channel = message.get("reply_channel")
         if isinstance(channel, str) and channel:
@@ -344,17 +351,8 @@ class LabHost:
             hosted.idle_since = self.clock()
 
     async def _on_command(self, message: dict[str, Any]) -> None:
-        hosted = self.labs.get(message["lab_id"])
-        if hosted is None or hosted.closer is not None:
-            await self._reply(message, "lab.closed", reason="This lab has ended.")
-            return
-        if not self._owned(hosted, message):
-            await self._reply(
-                message,
-                "lab.refused",
-                code=protocol.CLOSE_FORBIDDEN,
-                message="This lab belongs to another browser session.",
-            )
+        hosted = await self._lab_for_owner(message)
+        if hosted is None:
             return
         if hosted.starter is not None and not hosted.starter.done():
             await self._reply(message, "lab.error", message="The lab is still starting.")
