@@ -605,8 +605,22 @@ async def watchdog(parent: int) -> None:
         os.close(pidfd)
 
 
+def die_with_parent() -> None:
+    """Ask the kernel to SIGKILL us when our parent dies: unlike the watchdog below, this
+    reaches a worker that is paused (SIGSTOP). Set here rather than in a preexec_fn so the
+    lab host can spawn with vfork instead of fork-copying its own memory for each worker."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the watchdog still guards
+        pass
+
+
 async def main(args: argparse.Namespace) -> int:
     parent = args.parent_pid or os.getppid()
+    die_with_parent()
+    # Checked after the lifeline is set: a parent that died before it would go unnoticed.
     if os.getppid() != parent:
         return 70  # the spawner died before we even started
     shop = Shop(args)

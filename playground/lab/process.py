@@ -254,8 +254,10 @@ class Supervisor:
                 stderr=asyncio.subprocess.PIPE,
                 cwd=ROOT,
                 env=self._env,
-                start_new_session=True,  # its own process group: killpg reaches all of it
-                preexec_fn=die_with_parent,  # the kernel kills it if we die
+                # Its own process group: killpg reaches all of it. No preexec_fn: the worker
+                # sets its own PR_SET_PDEATHSIG, so this spawn is a vfork, not a full fork
+                # that would stall the lab host's event loop (and other labs' health checks).
+                start_new_session=True,
             )
         except OSError as exc:
             worker.state = "exited"

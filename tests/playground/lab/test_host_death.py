@@ -22,6 +22,8 @@ from playground.lab import Lab, LabConfig
 async def main():
     lab = Lab(LabConfig(lab_id="host", workers=2, users=2))
     await lab.start()
+    if "paused" in sys.argv:  # a stopped worker runs no watchdog: only the kernel can end it
+        await lab.worker_pause("worker-1")
     print(json.dumps(lab.pids()), flush=True)
     await asyncio.sleep(60)
 
@@ -34,10 +36,12 @@ else:
 """
 
 
-@pytest.mark.parametrize("where", ["main", "thread"])
-def test_sigkilled_lab_host_leaves_no_worker(where: str) -> None:
+@pytest.mark.parametrize(
+    ("where", "worker_state"), [("main", "running"), ("thread", "running"), ("main", "paused")]
+)
+def test_sigkilled_lab_host_leaves_no_worker(where: str, worker_state: str) -> None:
     host = subprocess.Popen(
-        [sys.executable, "-c", HOST, where],
+        [sys.executable, "-c", HOST, where, worker_state],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
