@@ -135,6 +135,12 @@ def _value_node(node: yaml.MappingNode, key: str) -> yaml.Node | None:
     return None
 
 
+def _value_line(block: QuizBlockLike, node: yaml.MappingNode, key: str) -> int:
+    """File line of the value under `key` (the fence's line if the key is absent)."""
+    value = _value_node(node, key)
+    return block.line if value is None else _source_line(block, value.start_mark.line)
+
+
 def _key_line(block: QuizBlockLike, node: yaml.MappingNode, key: str) -> int:
     for key_node, _ in _mapping_items(node):
         if key_node.value == key:
@@ -198,11 +204,9 @@ def _quiz_parse_cached(block_id: str, source: str, line: int) -> Quiz:
     if quiz_id is None:
         problems.append(QuizProblem(block.line, f"{where_block}missing 'id'"))
     elif not isinstance(quiz_id, str) or not QUIZ_ID_RE.match(quiz_id):
-        node = _value_node(root, "id")
-        assert node is not None
         problems.append(
             QuizProblem(
-                _source_line(block, node.start_mark.line),
+                _value_line(block, root, "id"),
                 f"{where_block}id {quiz_id!r} must be lowercase letters, digits and hyphens",
             )
         )
@@ -211,22 +215,18 @@ def _quiz_parse_cached(block_id: str, source: str, line: int) -> Quiz:
     if question is None:
         problems.append(QuizProblem(block.line, f"{where_block}missing 'question'"))
     elif not _is_text(question):
-        node = _value_node(root, "question")
-        assert node is not None
         problems.append(
             QuizProblem(
-                _source_line(block, node.start_mark.line),
+                _value_line(block, root, "question"),
                 f"{where_block}'question' must be non-empty text",
             )
         )
 
     hint = data.get("hint", "")
     if "hint" in data and not _is_text(hint):
-        node = _value_node(root, "hint")
-        assert node is not None
         problems.append(
             QuizProblem(
-                _source_line(block, node.start_mark.line),
+                _value_line(block, root, "hint"),
                 f"{where_block}'hint' must be non-empty text (or leave it out)",
             )
         )

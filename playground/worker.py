@@ -26,6 +26,7 @@ import os
 import signal
 import sys
 import time
+from http import HTTPStatus
 from typing import Any
 
 MAX_HEAD = 16 * 1024
@@ -33,16 +34,6 @@ MAX_BODY = 64 * 1024
 WATCHDOG_INTERVAL = 0.2
 IDLE_GRACE = 0.1  # after SIGTERM, idle keep-alive connections are closed after this
 REDIS_TIMEOUT = 1.0
-REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    401: "Unauthorized",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    413: "Payload Too Large",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
 
 
 class HttpError(Exception):
@@ -562,7 +553,7 @@ def write_response(
 ) -> None:
     body = json.dumps(data).encode()
     head = [
-        f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}",
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
         "Content-Type: application/json",
         f"Content-Length: {len(body)}",
         f"X-Worker: {worker}",

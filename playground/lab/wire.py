@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 MAX_HEAD = 16 * 1024
@@ -24,16 +25,6 @@ HOP_BY_HOP = frozenset(
         "content-length",
     }
 )
-REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    401: "Unauthorized",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    502: "Bad Gateway",
-    503: "Service Unavailable",
-    504: "Gateway Timeout",
-}
 
 
 class BadMessage(Exception):
@@ -106,7 +97,7 @@ class Response(Message):
 def error_response(status: int, text: str, *, source: str = "balancer") -> Response:
     body = json.dumps({"error": text}).encode()
     headers = [("Content-Type", "application/json"), ("X-Error-Source", source)]
-    return Response(status=status, reason=REASONS.get(status, "Error"), headers=headers, body=body)
+    return Response(status=status, reason=HTTPStatus(status).phrase, headers=headers, body=body)
 
 
 def _parse_headers(lines: list[str]) -> list[tuple[str, str]]:

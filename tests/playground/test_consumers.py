@@ -225,6 +225,16 @@ async def test_an_unknown_lab_is_gone(
     assert await socket.receive_output() == {"type": "websocket.close", "code": protocol.CLOSE_GONE}
 
 
+async def _assert_closed_as_host_down(socket: Any, *, wait: float) -> None:
+    message = await socket.receive_json_from(timeout=wait)
+    assert message["type"] == "closed"
+    assert "stopped answering" in message["message"]
+    assert await socket.receive_output() == {
+        "type": "websocket.close",
+        "code": protocol.CLOSE_HOST_DOWN,
+    }
+
+
 async def test_a_silent_lab_host_is_noticed(
     owner_session: Any, sockets: Any, settings: Any
 ) -> None:
@@ -232,13 +242,7 @@ async def test_a_silent_lab_host_is_noticed(
     session_key, _ = owner_session()
     socket = sockets("abcdef1234", session_key)
     assert (await socket.connect())[0]
-    message = await socket.receive_json_from(timeout=10)
-    assert message["type"] == "closed"
-    assert "stopped answering" in message["message"]
-    assert await socket.receive_output() == {
-        "type": "websocket.close",
-        "code": protocol.CLOSE_HOST_DOWN,
-    }
+    await _assert_closed_as_host_down(socket, wait=10)
 
 
 async def test_a_hung_channel_layer_is_noticed_too(
@@ -251,10 +255,4 @@ async def test_a_hung_channel_layer_is_noticed_too(
     session_key, _ = owner_session()
     socket = sockets("abcdef1234", session_key)
     assert (await socket.connect())[0]
-    message = await socket.receive_json_from(timeout=15)
-    assert message["type"] == "closed"
-    assert "stopped answering" in message["message"]
-    assert await socket.receive_output() == {
-        "type": "websocket.close",
-        "code": protocol.CLOSE_HOST_DOWN,
-    }
+    await _assert_closed_as_host_down(socket, wait=15)
