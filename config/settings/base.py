@@ -48,8 +48,6 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "csp.middleware.CSPMiddleware",
-    # Innermost: the stack above runs as one synchronous call, not a thread hop per hook.
-    "config.middleware.SyncBoundary",
 ]
 
 ROOT_URLCONF = "config.urls"
