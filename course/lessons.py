@@ -15,6 +15,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,11 @@ class LessonSource:
     body_line: int  # file line of body's first line
     field_lines: dict[str, int]  # front matter key -> its line in the file
     data: bytes
+
+    @cached_property
+    def digest(self) -> str:
+        """SHA-256 of the file's bytes: the rendering cache's key, computed once per version."""
+        return hashlib.sha256(self.data).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -282,7 +288,7 @@ _render_lock = threading.Lock()
 
 
 def lesson_render(*, source: LessonSource) -> RenderedMarkdown:
-    key = (hashlib.sha256(source.data).hexdigest(), RENDERER_VERSION)
+    key = (source.digest, RENDERER_VERSION)
     with _render_lock:
         cached = _render_cache.get(key)
         if cached is not None:
