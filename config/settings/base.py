@@ -112,7 +112,9 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LANGUAGE_CODE = "en"
 TIME_ZONE = "UTC"
-USE_I18N = True
+# The course is written in English only. Without the translation machinery, templates skip
+# a language lookup for every number and URL they print (a fifth of the home page's CPU).
+USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "/static/"
