@@ -16,7 +16,7 @@ THREADS = 1
 CONNECTIONS = 16
 # Rows run in turn, round after round: on a shared machine, a swing in load then hits every
 # row alike instead of the one that happened to run during it.
-ROUNDS = 3
+ROUNDS = 6
 GOAL_RATIO = 0.5
 LESSON_LINK = re.compile(r'href="/lessons/([a-z0-9][a-z0-9-]*)/"')
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
@@ -108,7 +108,7 @@ def run(quick: bool) -> Report:
     report = Report("lessons", "Lesson page vs the same bytes as a static file (daphne, wrk)")
     if which("wrk") is None:
         raise Skip("wrk is not installed: apt-get install wrk (the Debian package)")
-    seconds, warmup = (2, 1) if quick else (5, 2)
+    seconds, warmup = (2, 1) if quick else (3, 2)
     with Stack("bench-lessons-") as stack:
         redis = stack.redis()
         env = stack.site_env(redis.url)
