@@ -5,6 +5,7 @@ import os
 import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
+# What django.core.asgi.get_asgi_application does, with the site's own handler class.
 django.setup(set_prefix=False)
 
 from config.handler import OneHopASGIHandler  # noqa: E402
