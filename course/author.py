@@ -18,10 +18,13 @@ from course.checks import content_check
 from course.lessons import (
     SLUG_RE,
     ContentError,
+    LessonSource,
     lesson_paths,
+    lesson_render,
     lesson_source_parse,
 )
-from course.markdown import QuizBlock, markdown_render
+from course.markdown import QuizBlock
+from course.markdown_process import RenderTooSlow, markdown_render_bounded
 
 MAX_PREVIEW_BYTES = 200 * 1024
 NEW_LESSON_SLUG = "new-lesson"
@@ -70,15 +73,27 @@ def preview_build(*, text: str, slug: str) -> Preview:
     path = Path(settings.CONTENT_DIR) / f"{slug}.md"
     data = text.encode("utf-8")
     title = ""
+    source: LessonSource | None
     try:
         source = lesson_source_parse(path=path, data=data)
         body, body_line, title = source.body, source.body_line, source.summary.title
     except ContentError:
         # Still show the body: the front matter problem is listed with the others.
+        source = None
         match = _FRONT_MATTER_RE.match(text)
         body = text[match.end() :] if match else text
         body_line = text.count("\n", 0, match.end()) + 1 if match else 1
-    rendered = markdown_render(text=body, first_line=body_line)
+    try:
+        # Through the lesson cache when the file parses: check_content's render below is
+        # then the same one, not a second.
+        if source is not None:
+            rendered = lesson_render(source=source)
+        else:
+            rendered = markdown_render_bounded(
+                text=body, first_line=body_line, seconds=settings.LESSON_RENDER_SECONDS
+            )
+    except (ContentError, RenderTooSlow) as exc:
+        return Preview(slug=slug, file=file, title=title, error=f"Line {exc.line}: {exc.message}")
     return Preview(
         slug=slug,
         file=file,

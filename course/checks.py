@@ -67,7 +67,13 @@ def content_check(*, content_dir: Path | None = None) -> list[ContentProblem]:
     # Slugs are file names in one directory, so they are unique; orders are not.
     problems += _order_problems(list(sources.values()))
 
-    rendered = {slug: lesson_render(source=source) for slug, source in sources.items()}
+    rendered: dict[str, RenderedMarkdown] = {}
+    for slug, source in list(sources.items()):
+        try:
+            rendered[slug] = lesson_render(source=source)
+        except ContentError as exc:  # the render was stopped: nothing more to check in it
+            problems.append(ContentProblem(exc.path, exc.line, exc.message))
+            del sources[slug]
     headings = {slug: r.heading_ids for slug, r in rendered.items()}
     quiz = _quiz_module()
     for slug, source in sources.items():

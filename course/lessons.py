@@ -28,8 +28,8 @@ from course.markdown import (
     QuizBlock,
     RenderedMarkdown,
     TocEntry,
-    markdown_render,
 )
+from course.markdown_process import RenderTooSlow, markdown_render_bounded
 
 SLUG_PATTERN = r"[a-z0-9]+(?:-[a-z0-9]+)*"  # also the URL pattern in course.urls
 SLUG_RE = re.compile(rf"^{SLUG_PATTERN}\Z")
@@ -282,24 +282,50 @@ def _source_entry(path: str) -> _SourceEntry:
 # processes; losing it (restart, another worker) costs one render, never correctness. A
 # shared Redis cache would add a round trip and pickling to every lesson view to save
 # milliseconds of CPU, and a few dozen small entries per process cost little memory.
+# A render stopped at its time limit is kept too (as the message), so a pathological file
+# costs LESSON_RENDER_SECONDS once per version, not on every request.
 _RENDER_CACHE_SIZE = 64
-_render_cache: OrderedDict[tuple[str, str], RenderedMarkdown] = OrderedDict()
+_render_cache: OrderedDict[tuple[str, str], RenderedMarkdown | RenderTooSlow] = OrderedDict()
 _render_lock = threading.Lock()
+# One render at a time per key: a burst of first views of a lesson starts one renderer.
+_render_key_locks: dict[tuple[str, str], threading.Lock] = {}
 
 
 def lesson_render(*, source: LessonSource) -> RenderedMarkdown:
+    """The lesson body's HTML and facts, rendered in a child process (see
+    course.markdown_process); ContentError when that render took too long."""
     key = (source.digest, RENDERER_VERSION)
+    cached = _render_cached(key)
+    if cached is None:
+        with _render_lock:
+            key_lock = _render_key_locks.setdefault(key, threading.Lock())
+        with key_lock:
+            cached = _render_cached(key)
+            if cached is None:
+                try:
+                    cached = markdown_render_bounded(
+                        text=source.body,
+                        first_line=source.body_line,
+                        seconds=settings.LESSON_RENDER_SECONDS,
+                    )
+                except RenderTooSlow as exc:
+                    cached = exc
+                with _render_lock:
+                    _render_cache[key] = cached
+                    while len(_render_cache) > _RENDER_CACHE_SIZE:
+                        _render_cache.popitem(last=False)
+                    _render_key_locks.pop(key, None)
+    if isinstance(cached, RenderTooSlow):
+        raise ContentError(path=source.summary.path, line=cached.line, message=cached.message)
+    return cached
+
+
+def _render_cached(key: tuple[str, str]) -> RenderedMarkdown | RenderTooSlow | None:
     with _render_lock:
         cached = _render_cache.get(key)
         if cached is not None:
             _render_cache.move_to_end(key)
-            return cached
-    rendered = markdown_render(text=source.body, first_line=source.body_line)
-    with _render_lock:
-        _render_cache[key] = rendered
-        while len(_render_cache) > _RENDER_CACHE_SIZE:
-            _render_cache.popitem(last=False)
-    return rendered
+        return cached
 
 
 def _front_matter_check(

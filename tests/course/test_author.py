@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -11,6 +12,7 @@ from django.test import Client
 from django.urls import reverse
 
 from course.author import MAX_PREVIEW_BYTES, preview_build
+from tests.course.conftest import lesson_text
 
 PAGE = reverse("course:author_preview")
 RENDER = reverse("course:author_preview_render")
@@ -144,3 +146,15 @@ def test_missing_front_matter_is_reported_and_the_body_still_shown() -> None:
     assert preview.slug == "new-lesson"
     assert "<h2" in preview.html
     assert any(p.startswith("1: no front matter") for p in preview.problems)
+
+
+@pytest.mark.parametrize("front_matter", ["", lesson_text(body="")])
+def test_a_text_too_slow_to_render_is_stopped_with_a_message(
+    settings: Any, front_matter: str
+) -> None:
+    settings.LESSON_RENDER_SECONDS = 1
+    text = f"{front_matter}## Slow\n\n" + "[" * 40_000 + "\n"
+    preview = preview_build(text=text, slug="slow")
+    line = text.count("\n", 0, text.index("[")) + 1
+    assert preview.error.startswith(f"Line {line}: rendering took over 1 s and was stopped.")
+    assert preview.html == ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -204,3 +205,19 @@ def test_the_real_course_content_is_clean() -> None:
 
 def test_lesson_text_helper_puts_the_body_on_line_8() -> None:
     assert lesson_text(body="BODY").split("\n").index("BODY") + 1 == 8
+
+
+def test_a_lesson_too_slow_to_render_is_reported_and_the_others_still_checked(
+    good_course: LessonWriter, content_dir: Path, settings: Any
+) -> None:
+    settings.LESSON_RENDER_SECONDS = 1
+    # Body line 8 is a heading, line 10 the paragraph python-markdown needs minutes for.
+    path = good_course("slow", order=3, body="## Slow\n\n" + "[" * 40_000 + "\n")
+    good_course("linker", order=4, body="## L\n\n[gone](/lessons/gone/)\n")
+    found = messages(content_dir)
+    assert [m for m in found if m.startswith(f"{path}:")] == [
+        f"{path}:10: rendering took over 1 s and was stopped. python-markdown is slow on long "
+        "paragraphs full of '[' or links; the longest paragraph starts here (40,001 "
+        "characters): split it or remove the run."
+    ]
+    assert any("link to '/lessons/gone/'" in m for m in found)

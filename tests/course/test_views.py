@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings
 from django.test import Client
 from django.utils.html import escape
 
+from course import lessons
 from course.lessons import lesson_get, lesson_paths
 from course.quiz import CSRF_SLOT
 from tests.course.conftest import LessonWriter, lesson_text
@@ -242,3 +244,30 @@ def test_unknown_page_answers_404_with_the_site_layout(client) -> None:
     assert response.status_code == 404
     assert "Page not found" in response.content.decode()
     assert 'href="/search/"' in response.content.decode()
+
+
+def test_a_lesson_too_slow_to_render_is_unavailable_and_not_rendered_again(
+    client: Client,
+    admin_client: Client,
+    write_lesson: LessonWriter,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings.LESSON_RENDER_SECONDS = 1
+    path = write_lesson("slow", body="## Slow\n\n" + "[" * 40_000 + "\n")
+    renders: list[str] = []
+    real_render = lessons.markdown_render_bounded
+
+    def counting_render(**kwargs: Any) -> Any:
+        renders.append(kwargs["text"].lstrip()[:7])
+        return real_render(**kwargs)
+
+    monkeypatch.setattr(lessons, "markdown_render_bounded", counting_render)
+
+    learner = client.get("/lessons/slow/")
+    assert learner.status_code == 404
+    assert "Lesson unavailable" in learner.text and "python-markdown" not in learner.text
+    staff = admin_client.get("/lessons/slow/")
+    assert staff.status_code == 404
+    assert f"<code>{path}:10</code>: rendering took over 1 s and was stopped." in staff.text
+    assert renders == ["## Slow"]  # the stopped render is remembered for this file version
