@@ -54,17 +54,19 @@ class Child:
             return False
         return len(self.starts) <= RESTARTS or now - self.starts[0] > WINDOW
 
-    def stop(self, deadline: float) -> None:
-        process = self.process
-        if process is None:
+    def terminate(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+    def reap(self, deadline: float) -> None:
+        """Wait for it until deadline, then SIGKILL it."""
+        if self.process is None:
             return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
         try:
-            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            self.process.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            self.process.kill()
+            self.process.wait()
 
 
 def main() -> int:
@@ -120,10 +122,9 @@ def main() -> int:
     finally:
         deadline = time.monotonic() + 10
         for child in children:
-            if child.process is not None and child.process.poll() is None:
-                child.process.send_signal(signal.SIGTERM)
+            child.terminate()
         for child in children:
-            child.stop(deadline)
+            child.reap(deadline)
         if redis is not None:
             redis.stop()
     return 1 if failed else 0

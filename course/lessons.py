@@ -300,24 +300,31 @@ def lesson_render(*, source: LessonSource) -> RenderedMarkdown:
         with _render_lock:
             key_lock = _render_key_locks.setdefault(key, threading.Lock())
         with key_lock:
-            cached = _render_cached(key)
+            cached = _render_cached(key)  # rendered while this thread waited for the lock?
             if cached is None:
-                try:
-                    cached = markdown_render_bounded(
-                        text=source.body,
-                        first_line=source.body_line,
-                        seconds=settings.LESSON_RENDER_SECONDS,
-                    )
-                except RenderTooSlow as exc:
-                    cached = exc
-                with _render_lock:
-                    _render_cache[key] = cached
-                    while len(_render_cache) > _RENDER_CACHE_SIZE:
-                        _render_cache.popitem(last=False)
-                    _render_key_locks.pop(key, None)
+                cached = _render_and_keep(key, source)
     if isinstance(cached, RenderTooSlow):
         raise ContentError(path=source.summary.path, line=cached.line, message=cached.message)
     return cached
+
+
+def _render_and_keep(
+    key: tuple[str, str], source: LessonSource
+) -> RenderedMarkdown | RenderTooSlow:
+    try:
+        rendered: RenderedMarkdown | RenderTooSlow = markdown_render_bounded(
+            text=source.body, first_line=source.body_line, seconds=settings.LESSON_RENDER_SECONDS
+        )
+    except RenderTooSlow as exc:
+        rendered = exc
+    finally:
+        with _render_lock:
+            _render_key_locks.pop(key, None)
+    with _render_lock:
+        _render_cache[key] = rendered
+        while len(_render_cache) > _RENDER_CACHE_SIZE:
+            _render_cache.popitem(last=False)
+    return rendered
 
 
 def _render_cached(key: tuple[str, str]) -> RenderedMarkdown | RenderTooSlow | None:
