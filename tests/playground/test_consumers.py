@@ -47,6 +47,17 @@ async def start_lab(owner: str, **config: Any) -> str:
     return lab_id
 
 
+async def watch_new_lab(
+    owner_session: Any, sockets: Any, **config: Any
+) -> tuple[str, WebsocketCommunicator, dict[str, Any]]:
+    """A lab of a new session's own, its socket connected, and a snapshot with all workers up."""
+    session_key, owner = owner_session()
+    lab_id = await start_lab(owner, **config)
+    socket = sockets(lab_id, session_key)
+    assert (await socket.connect())[0]
+    return lab_id, socket, (await snapshot_where(socket, all_up))["snapshot"]
+
+
 async def snapshot_where(
     socket: WebsocketCommunicator, check: Callable[[dict[str, Any]], bool], within: int = 150
 ) -> dict[str, Any]:
@@ -133,11 +144,7 @@ BAD_MESSAGES = [
 async def test_each_bad_message_gets_an_error_and_the_socket_stays_open(
     labhost: RunningHost, owner_session: Any, sockets: Any
 ) -> None:
-    session_key, owner = owner_session()
-    lab_id = await start_lab(owner)
-    socket = sockets(lab_id, session_key)
-    assert (await socket.connect())[0]
-    await snapshot_where(socket, all_up)
+    _, socket, _ = await watch_new_lab(owner_session, sockets)
     sticky = True
     for frame, says in BAD_MESSAGES:
         await socket.send_to(text_data=frame)
@@ -154,11 +161,7 @@ async def test_each_bad_message_gets_an_error_and_the_socket_stays_open(
 async def test_binary_frames_and_floods_get_errors_too(
     labhost: RunningHost, owner_session: Any, sockets: Any
 ) -> None:
-    session_key, owner = owner_session()
-    lab_id = await start_lab(owner)
-    socket = sockets(lab_id, session_key)
-    assert (await socket.connect())[0]
-    await snapshot_where(socket, all_up)
+    _, socket, _ = await watch_new_lab(owner_session, sockets)
     await socket.send_to(bytes_data=b'{"action": "reset"}')
     assert "binary" in (await error_after(socket))["message"]
     for _ in range(40):
@@ -176,11 +179,7 @@ async def test_binary_frames_and_floods_get_errors_too(
 async def test_kill_through_the_socket_shows_the_worker_down_and_its_pid_gone(
     labhost: RunningHost, owner_session: Any, sockets: Any
 ) -> None:
-    session_key, owner = owner_session()
-    lab_id = await start_lab(owner, workers=2)
-    socket = sockets(lab_id, session_key)
-    assert (await socket.connect())[0]
-    before = (await snapshot_where(socket, all_up))["snapshot"]
+    lab_id, socket, before = await watch_new_lab(owner_session, sockets, workers=2)
     pid = before["workers"][0]["pid"]
     assert pid in labhost.host.labs[lab_id].lab.pids()
 
@@ -199,11 +198,7 @@ async def test_kill_through_the_socket_shows_the_worker_down_and_its_pid_gone(
 async def test_a_closed_lab_tells_its_viewer_and_closes_with_4404(
     labhost: RunningHost, owner_session: Any, sockets: Any
 ) -> None:
-    session_key, owner = owner_session()
-    lab_id = await start_lab(owner)
-    socket = sockets(lab_id, session_key)
-    assert (await socket.connect())[0]
-    await snapshot_where(socket, all_up)
+    lab_id, socket, _ = await watch_new_lab(owner_session, sockets)
     await labhost.host.lab_close(hosted=labhost.host.labs[lab_id], reason="Closed by a test.")
     for _ in range(100):
         message = await socket.receive_json_from(timeout=10)
