@@ -29,7 +29,11 @@ from course.markdown import (
     RenderedMarkdown,
     TocEntry,
 )
-from course.markdown_process import RenderTooSlow, markdown_render_bounded
+from course.markdown_process import (
+    RenderTooSlow,
+    markdown_render_bounded,
+    markdown_render_bounded_many,
+)
 
 SLUG_PATTERN = r"[a-z0-9]+(?:-[a-z0-9]+)*"  # also the URL pattern in course.urls
 SLUG_RE = re.compile(rf"^{SLUG_PATTERN}\Z")
@@ -158,23 +162,45 @@ def lesson_paths(*, content_dir: Path | None = None) -> list[Path]:
 def lesson_index() -> LessonIndex:
     lessons: list[LessonSummary] = []
     errors: list[ContentError] = []
-    # The files of lesson_paths(), with one stat each: the one _source_entry makes.
-    directory = os.fspath(settings.CONTENT_DIR)
-    try:
-        names = sorted(name for name in os.listdir(directory) if name.endswith(".md"))
-    except (FileNotFoundError, NotADirectoryError):
-        names = []  # as lesson_paths(): no directory, no lessons
-    for name in names:
-        try:
-            entry = _source_entry(os.path.join(directory, name))
-        except (FileNotFoundError, NotADirectoryError, _NotAFile):
-            continue  # not a regular file, or gone since the directory was listed
+    for entry in _content_entries():
         if entry.source is not None:
             lessons.append(entry.source.summary)
         elif entry.error is not None:
             errors.append(entry.error)
     lessons.sort(key=lambda lesson: (lesson.order, lesson.slug))
     return LessonIndex(lessons=lessons, errors=errors)
+
+
+def lesson_get_all() -> list[Lesson]:
+    """Every servable lesson, rendered, in course order (files that cannot be parsed or
+    rendered are left out). Renders still missing are made in one child process, not one
+    each: the home page and search need them all, first thing after a start."""
+    sources = [entry.source for entry in _content_entries() if entry.source is not None]
+    sources.sort(key=lambda source: (source.summary.order, source.summary.slug))
+    _render_ahead(sources)
+    lessons = []
+    for source in sources:
+        try:
+            lessons.append(Lesson(**vars(source.summary), rendered=lesson_render(source=source)))
+        except ContentError:
+            continue
+    return lessons
+
+
+def _content_entries() -> list[_SourceEntry]:
+    """The *.md files of CONTENT_DIR, one stat each (the one _source_entry makes)."""
+    directory = os.fspath(settings.CONTENT_DIR)
+    try:
+        names = sorted(name for name in os.listdir(directory) if name.endswith(".md"))
+    except (FileNotFoundError, NotADirectoryError):
+        names = []  # as lesson_paths(): no directory, no lessons
+    entries = []
+    for name in names:
+        try:
+            entries.append(_source_entry(os.path.join(directory, name)))
+        except (FileNotFoundError, NotADirectoryError, _NotAFile):
+            continue  # not a regular file, or gone since the directory was listed
+    return entries
 
 
 def lesson_list() -> list[LessonSummary]:
@@ -294,7 +320,7 @@ _render_key_locks: dict[tuple[str, str], threading.Lock] = {}
 def lesson_render(*, source: LessonSource) -> RenderedMarkdown:
     """The lesson body's HTML and facts, rendered in a child process (see
     course.markdown_process); ContentError when that render took too long."""
-    key = (source.digest, RENDERER_VERSION)
+    key = _render_key(source)
     cached = _render_cached(key)
     if cached is None:
         with _render_lock:
@@ -325,6 +351,32 @@ def _render_and_keep(
         while len(_render_cache) > _RENDER_CACHE_SIZE:
             _render_cache.popitem(last=False)
     return rendered
+
+
+def _render_ahead(sources: list[LessonSource]) -> None:
+    """Render the sources not in the cache yet, together in one child process. A batch
+    stopped at the time limit is dropped: lesson_render then renders each on its own,
+    which finds the slow one and names its paragraph."""
+    missing = {_render_key(source): source for source in sources}
+    missing = {key: source for key, source in missing.items() if _render_cached(key) is None}
+    if len(missing) < 2:
+        return
+    try:
+        rendered = markdown_render_bounded_many(
+            items=[(source.body, source.body_line) for source in missing.values()],
+            seconds=settings.LESSON_RENDER_SECONDS,
+        )
+    except RenderTooSlow:
+        return
+    with _render_lock:
+        for key, one in zip(missing, rendered, strict=True):
+            _render_cache[key] = one
+        while len(_render_cache) > _RENDER_CACHE_SIZE:
+            _render_cache.popitem(last=False)
+
+
+def _render_key(source: LessonSource) -> tuple[str, str]:
+    return (source.digest, RENDERER_VERSION)
 
 
 def _render_cached(key: tuple[str, str]) -> RenderedMarkdown | RenderTooSlow | None:

@@ -10,7 +10,8 @@ its own CPU time and dies with the thread that started it, so a web process that
 leaves no renderer behind.
 
 Renders are rare (once per version of a lesson per process, see course.lessons), so the
-child's start-up, about 0.1 s, is paid once per lesson, not per page view.
+child's start-up, about 0.1 s, is paid once per lesson, not per page view; the home page
+and search, which need every lesson, render all the missing ones in one child.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import resource
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from course.markdown import RenderedMarkdown, markdown_render
@@ -46,24 +48,41 @@ def markdown_render_bounded(
 ) -> RenderedMarkdown:
     """course.markdown.markdown_render in a child process; RenderTooSlow after `seconds`."""
     try:
+        return markdown_render_bounded_many(items=[(text, first_line)], seconds=seconds)[0]
+    except RenderTooSlow:
+        raise _too_slow(text=text, first_line=first_line, seconds=seconds) from None
+
+
+def markdown_render_bounded_many(
+    *, items: Sequence[tuple[str, int]], seconds: float = RENDER_SECONDS
+) -> list[RenderedMarkdown]:
+    """Several (text, first_line) rendered in one child process, which starts once instead
+    of once each; RenderTooSlow (naming no paragraph) when all of them take over `seconds`."""
+    request = [{"text": text, "first_line": first_line} for text, first_line in items]
+    try:
         done = subprocess.run(
             [sys.executable, "-m", "course.markdown_process", str(os.getpid()), str(seconds)],
-            input=json.dumps({"text": text, "first_line": first_line}).encode(),
+            input=json.dumps(request).encode(),
             capture_output=True,
             cwd=PROJECT_ROOT,
             timeout=seconds,  # on expiry the child is killed and reaped before this raises
             check=False,
         )
     except subprocess.TimeoutExpired:
-        raise _too_slow(text=text, first_line=first_line, seconds=seconds) from None
+        raise _batch_too_slow(seconds) from None
     if done.returncode == -signal.SIGXCPU or done.returncode == -signal.SIGKILL:
-        raise _too_slow(text=text, first_line=first_line, seconds=seconds)
+        raise _batch_too_slow(seconds)
     if done.returncode != 0:
         last = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
         raise RuntimeError(f"the Markdown renderer failed ({done.returncode}): {last[0]}")
-    rendered = pickle.loads(done.stdout)  # noqa: S301 - our own child, our own dataclass
-    assert isinstance(rendered, RenderedMarkdown)
+    rendered = pickle.loads(done.stdout)  # noqa: S301 - our own child, our own dataclasses
+    assert isinstance(rendered, list) and len(rendered) == len(items)
+    assert all(isinstance(one, RenderedMarkdown) for one in rendered)
     return rendered
+
+
+def _batch_too_slow(seconds: float) -> RenderTooSlow:
+    return RenderTooSlow(line=1, message=f"rendering took over {seconds:.0f} s and was stopped.")
 
 
 def _too_slow(*, text: str, first_line: int, seconds: float) -> RenderTooSlow:
@@ -99,8 +118,8 @@ def _child(parent: int, seconds: float) -> None:
         sys.exit(1)  # the parent was gone before the line above took effect
     cpu = int(seconds) + 1
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-    request = json.loads(sys.stdin.buffer.read())
-    rendered = markdown_render(text=request["text"], first_line=request["first_line"])
+    items = json.loads(sys.stdin.buffer.read())
+    rendered = [markdown_render(text=i["text"], first_line=i["first_line"]) for i in items]
     sys.stdout.buffer.write(pickle.dumps(rendered))
 
 

@@ -25,6 +25,7 @@ from course.lessons import (
     LessonNotFound,
     LessonSummary,
     lesson_get,
+    lesson_get_all,
     lesson_index,
     lesson_list,
     lesson_neighbours,
@@ -32,7 +33,7 @@ from course.lessons import (
 from course.markdown import RenderedMarkdown
 from course.progress import progress_mark_read, progress_summary
 from course.quiz import CSRF_SLOT, render_slots
-from course.views_common import HtmxHttpRequest, lessons_rendered
+from course.views_common import HtmxHttpRequest
 
 # Mermaid puts a <style> inside each SVG it draws; only pages that can show a diagram
 # allow inline styles. script-src is never relaxed.
@@ -53,7 +54,7 @@ def home(request: HtmxHttpRequest) -> HttpResponse:
         "total_minutes": sum(lesson.minutes for lesson in index.lessons),
         "content_errors": [_error_context(e) for e in index.errors] if _is_staff(request) else [],
         "diagram_styles": True,
-        "progress": progress_summary(session=request.session, lessons=lessons_rendered()),
+        "progress": progress_summary(session=request.session, lessons=lesson_get_all()),
     }
     return render(request, "course/home.html", context)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.http import Http404, HttpRequest
 from django_htmx.middleware import HtmxDetails
 
-from course.lessons import ContentError, Lesson, LessonNotFound, lesson_get, lesson_list
+from course.lessons import ContentError, Lesson, LessonNotFound, lesson_get
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -25,15 +25,3 @@ def lesson_or_404(slug: str) -> Lesson:
         return lesson_get(slug=slug)
     except (LessonNotFound, ContentError) as exc:
         raise Http404("No such lesson") from exc
-
-
-def lessons_rendered() -> list[Lesson]:
-    """Every servable lesson with its HTML and quizzes, in course order (renders are cached
-    by file hash in course.lessons, so this costs file reads, not Markdown runs)."""
-    lessons = []
-    for summary in lesson_list():
-        try:
-            lessons.append(lesson_get(slug=summary.slug))
-        except (LessonNotFound, ContentError):
-            continue  # removed or broken since it was listed: leave it out
-    return lessons

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings
 
+from course import lessons
 from course.lessons import (
     ContentError,
     LessonNotFound,
     lesson_get,
+    lesson_get_all,
     lesson_index,
     lesson_list,
     lesson_neighbours,
@@ -210,3 +214,56 @@ def test_neighbours_follow_course_order(write_lesson: LessonWriter) -> None:
     assert [n and n.slug for n in lesson_neighbours(slug="a", lessons=lessons)] == [None, "b"]
     assert [n and n.slug for n in lesson_neighbours(slug="b", lessons=lessons)] == ["a", "c"]
     assert [n and n.slug for n in lesson_neighbours(slug="c", lessons=lessons)] == ["b", None]
+
+
+@pytest.fixture
+def renders(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[int]]:
+    """How many texts each kind of render call got: "one" for lesson_render's own, "batch"
+    for lesson_get_all's."""
+    calls: dict[str, list[int]] = {"one": [], "batch": []}
+    one, batch = lessons.markdown_render_bounded, lessons.markdown_render_bounded_many
+
+    def counting_one(**kwargs: Any) -> Any:
+        calls["one"].append(1)
+        return one(**kwargs)
+
+    def counting_batch(**kwargs: Any) -> Any:
+        calls["batch"].append(len(kwargs["items"]))
+        return batch(**kwargs)
+
+    monkeypatch.setattr(lessons, "markdown_render_bounded", counting_one)
+    monkeypatch.setattr(lessons, "markdown_render_bounded_many", counting_batch)
+    return calls
+
+
+def test_all_lessons_missing_a_render_are_rendered_in_one_child(
+    write_lesson: LessonWriter, renders: dict[str, list[int]]
+) -> None:
+    fresh = uuid.uuid4().hex  # bodies no earlier test rendered
+    for order, slug in enumerate(["one", "two", "three"], start=1):
+        write_lesson(slug, order=order, body=f"## {slug.title()}\n\n{fresh} {slug}\n")
+
+    first = lesson_get_all()
+    assert [lesson.slug for lesson in first] == ["one", "two", "three"]
+    assert all(f"{fresh} {lesson.slug}" in lesson.html for lesson in first)
+    assert renders == {"one": [], "batch": [3]}
+
+    assert [lesson.html for lesson in lesson_get_all()] == [lesson.html for lesson in first]
+    assert renders == {"one": [], "batch": [3]}  # all from the cache now
+
+
+def test_a_slow_lesson_stops_the_batch_and_is_found_on_its_own(
+    write_lesson: LessonWriter, renders: dict[str, list[int]], settings: Any
+) -> None:
+    settings.LESSON_RENDER_SECONDS = 1
+    fresh = uuid.uuid4().hex
+    write_lesson("good", order=1, body=f"## Good\n\n{fresh}\n")
+    path = write_lesson("slow", order=2, body="## Slow\n\n" + "[" * 40_000 + "\n")
+    write_lesson("fine", order=3, body=f"## Fine\n\n{fresh}\n")
+
+    assert [lesson.slug for lesson in lesson_get_all()] == ["good", "fine"]
+    assert renders == {"one": [1, 1, 1], "batch": [3]}
+    with pytest.raises(ContentError) as caught:
+        lesson_get(slug="slow")
+    assert (caught.value.path, caught.value.line) == (path, 10)
+    assert "rendering took over 1 s" in caught.value.message

@@ -11,6 +11,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from course.lessons import lesson_get_all
 from course.progress import (
     progress_mark_read,
     progress_record_answer,
@@ -18,7 +19,6 @@ from course.progress import (
     progress_summary,
 )
 from course.quiz import quiz_parse
-from course.views_common import lessons_rendered
 from tests.conftest import start_daphne, stop_process
 
 HOME = reverse("course:home")
@@ -37,7 +37,7 @@ def first_single_choice_quiz(lesson):
 
 
 def test_summary_counts_read_marks_and_quizzes_right() -> None:
-    lessons = lessons_rendered()
+    lessons = lesson_get_all()
     first, second = lessons[0], lessons[1]
     session: dict = {}
     summary = progress_summary(session=session, lessons=lessons)
@@ -75,7 +75,7 @@ def test_summary_counts_read_marks_and_quizzes_right() -> None:
 
 @pytest.mark.django_db
 def test_reading_and_answering_show_on_home(client: Client) -> None:
-    lessons = lessons_rendered()
+    lessons = lesson_get_all()
     lesson = lessons[1]
     quiz = first_single_choice_quiz(lesson)
     right = next(c for c in quiz.choices if c.correct)
@@ -105,7 +105,7 @@ def test_reading_and_answering_show_on_home(client: Client) -> None:
 
 @pytest.mark.django_db
 def test_reset_is_a_post_and_clears_progress(client: Client) -> None:
-    lesson = lessons_rendered()[0]
+    lesson = lesson_get_all()[0]
     client.get(lesson_url(lesson.slug))
     assert "✓ read" in _lesson_row(client.get(HOME).content.decode(), lesson.slug)
     assert client.get(reverse("course:progress_reset")).status_code == 405
@@ -118,7 +118,7 @@ def test_reset_is_a_post_and_clears_progress(client: Client) -> None:
 
 @pytest.mark.django_db
 def test_progress_is_per_browser(client: Client) -> None:
-    lesson = lessons_rendered()[0]
+    lesson = lesson_get_all()[0]
     client.get(lesson_url(lesson.slug))
     other = Client()
     assert "✓ read" not in other.get(HOME).content.decode()
@@ -159,7 +159,7 @@ class Browser:
 
 
 def test_progress_survives_a_restart_of_the_web_server(server_env: dict[str, str]) -> None:
-    lesson = lessons_rendered()[2]
+    lesson = lesson_get_all()[2]
     quiz = first_single_choice_quiz(lesson)
     right = next(c for c in quiz.choices if c.correct)
 

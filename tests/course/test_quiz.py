@@ -11,10 +11,9 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
 
-from course.lessons import lesson_get
+from course.lessons import lesson_get, lesson_get_all
 from course.models import QuizAnswer
 from course.quiz import quiz_check, quiz_parse, validate_quiz_block
-from course.views_common import lessons_rendered
 
 FENCE_LINE = 40  # where the ```quiz fence of the test blocks would sit in a lesson file
 
@@ -162,7 +161,7 @@ def test_check_single_and_multiple() -> None:
 
 
 def a_lesson_with_quizzes():
-    for lesson in lessons_rendered():
+    for lesson in lesson_get_all():
         quizzes = [quiz_parse(b) for b in lesson.quiz_blocks]
         if len(quizzes) >= 2:
             return lesson, quizzes
@@ -178,7 +177,7 @@ def answer_url(slug: str, quiz_id: str) -> str:
 
 
 def test_every_quiz_in_the_content_is_valid() -> None:
-    for lesson in lessons_rendered():
+    for lesson in lesson_get_all():
         for block in lesson.quiz_blocks:
             assert validate_quiz_block(block) == [], (lesson.slug, block.id)
 

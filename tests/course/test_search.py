@@ -11,8 +11,8 @@ from django.test import Client
 from django.urls import reverse
 
 from course import search as search_module
+from course.lessons import lesson_get_all
 from course.search import MAX_QUERY_LENGTH, search_run
-from course.views_common import lessons_rendered
 
 URL = reverse("course:search")
 
@@ -46,12 +46,12 @@ def _title_only(front_matter: str) -> str:
 def test_sticky_finds_exactly_the_lessons_that_mention_it() -> None:
     expected = lessons_mentioning("sticky")
     assert len(expected) >= 3  # the course talks about sticky sessions in several lessons
-    result = search_run(query="sticky", lessons=lessons_rendered())
+    result = search_run(query="sticky", lessons=lesson_get_all())
     assert {hit.slug for hit in result.hits} == expected
 
 
 def test_headings_rank_above_body_for_sticky() -> None:
-    lessons = lessons_rendered()
+    lessons = lesson_get_all()
     with_heading = {
         lesson.slug for lesson in lessons if re.search(r"<h[1-4][^>]*>[^<]*[Ss]ticky", lesson.html)
     }
@@ -132,7 +132,7 @@ def test_index_is_rebuilt_when_content_changes() -> None:
     ],
 )
 def test_query_limits_and_hints(query: str, message: str) -> None:
-    result = search_run(query=query, lessons=lessons_rendered())
+    result = search_run(query=query, lessons=lesson_get_all())
     assert message in result.message
     assert result.hits == []
 
