@@ -4,8 +4,9 @@ Starts an embedded Redis when REDIS_URL is unset, applies migrations, then runs 
 (the stateless web tier) and the lab host (`manage.py runlabs`, the stateful part) as
 children. A child that dies is started again, as a process manager would in production:
 kill the lab host in front of a class and the site stays up, the running labs end, and a
-new lab can be started a moment later. A child that keeps dying (RESTARTS in WINDOW
-seconds) stops the whole site with a message instead of looping. Ctrl-C or SIGTERM stops
+new lab can be started a moment later. A child that cannot start at all (an error exit
+within STARTUP seconds of its first start) or keeps dying (RESTARTS + 1 exits within
+WINDOW seconds) stops the whole site with a message instead of looping. Ctrl-C or SIGTERM stops
 every child and the embedded Redis; if this process is killed outright, the kernel kills
 the children (PR_SET_PDEATHSIG).
 """

@@ -167,7 +167,7 @@ def lesson_index() -> LessonIndex:
             lessons.append(entry.source.summary)
         elif entry.error is not None:
             errors.append(entry.error)
-    lessons.sort(key=lambda lesson: (lesson.order, lesson.slug))
+    lessons.sort(key=_course_order)
     return LessonIndex(lessons=lessons, errors=errors)
 
 
@@ -176,15 +176,23 @@ def lesson_get_all() -> list[Lesson]:
     rendered are left out). Renders still missing are made in one child process, not one
     each: the home page and search need them all, first thing after a start."""
     sources = [entry.source for entry in _content_entries() if entry.source is not None]
-    sources.sort(key=lambda source: (source.summary.order, source.summary.slug))
+    sources.sort(key=lambda source: _course_order(source.summary))
     _render_ahead(sources)
     lessons = []
     for source in sources:
         try:
-            lessons.append(Lesson(**vars(source.summary), rendered=lesson_render(source=source)))
+            lessons.append(_lesson_of(source))
         except ContentError:
             continue
     return lessons
+
+
+def _course_order(lesson: LessonSummary) -> tuple[int, str]:
+    return (lesson.order, lesson.slug)
+
+
+def _lesson_of(source: LessonSource) -> Lesson:
+    return Lesson(**vars(source.summary), rendered=lesson_render(source=source))
 
 
 def _content_entries() -> list[_SourceEntry]:
@@ -225,7 +233,7 @@ def lesson_get(*, slug: str) -> Lesson:
             error.__cause__
         )
     source = entry.source
-    return Lesson(**vars(source.summary), rendered=lesson_render(source=source))
+    return _lesson_of(source)
 
 
 def lesson_neighbours(
@@ -346,10 +354,7 @@ def _render_and_keep(
     finally:
         with _render_lock:
             _render_key_locks.pop(key, None)
-    with _render_lock:
-        _render_cache[key] = rendered
-        while len(_render_cache) > _RENDER_CACHE_SIZE:
-            _render_cache.popitem(last=False)
+    _render_keep({key: rendered})
     return rendered
 
 
@@ -357,8 +362,8 @@ def _render_ahead(sources: list[LessonSource]) -> None:
     """Render the sources not in the cache yet, together in one child process. A batch
     stopped at the time limit is dropped: lesson_render then renders each on its own,
     which finds the slow one and names its paragraph."""
-    missing = {_render_key(source): source for source in sources}
-    missing = {key: source for key, source in missing.items() if _render_cached(key) is None}
+    keyed = ((_render_key(source), source) for source in sources)
+    missing = {key: source for key, source in keyed if _render_cached(key) is None}
     if len(missing) < 2:
         return
     try:
@@ -368,9 +373,14 @@ def _render_ahead(sources: list[LessonSource]) -> None:
         )
     except RenderTooSlow:
         return
+    _render_keep(dict(zip(missing, rendered, strict=True)))
+
+
+def _render_keep(renders: dict[tuple[str, str], RenderedMarkdown | RenderTooSlow]) -> None:
     with _render_lock:
-        for key, one in zip(missing, rendered, strict=True):
-            _render_cache[key] = one
+        _render_cache.update(renders)
+        for key in renders:
+            _render_cache.move_to_end(key)
         while len(_render_cache) > _RENDER_CACHE_SIZE:
             _render_cache.popitem(last=False)
 

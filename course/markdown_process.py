@@ -29,7 +29,6 @@ from pathlib import Path
 
 from course.markdown import RenderedMarkdown, markdown_render
 
-RENDER_SECONDS = 10.0
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PR_SET_PDEATHSIG = 1
 
@@ -43,9 +42,7 @@ class RenderTooSlow(Exception):
         self.message = message
 
 
-def markdown_render_bounded(
-    *, text: str, first_line: int = 1, seconds: float = RENDER_SECONDS
-) -> RenderedMarkdown:
+def markdown_render_bounded(*, text: str, first_line: int = 1, seconds: float) -> RenderedMarkdown:
     """course.markdown.markdown_render in a child process; RenderTooSlow after `seconds`."""
     try:
         return markdown_render_bounded_many(items=[(text, first_line)], seconds=seconds)[0]
@@ -54,7 +51,7 @@ def markdown_render_bounded(
 
 
 def markdown_render_bounded_many(
-    *, items: Sequence[tuple[str, int]], seconds: float = RENDER_SECONDS
+    *, items: Sequence[tuple[str, int]], seconds: float
 ) -> list[RenderedMarkdown]:
     """Several (text, first_line) rendered in one child process, which starts once instead
     of once each; RenderTooSlow (naming no paragraph) when all of them take over `seconds`."""

@@ -31,7 +31,7 @@ def renderers() -> list[psutil.Process]:
 
 
 def test_the_child_renders_what_markdown_render_renders() -> None:
-    bounded = markdown_render_bounded(text=BODY, first_line=7)
+    bounded = markdown_render_bounded(text=BODY, first_line=7, seconds=10)
     here = markdown_render(text=BODY, first_line=7)
     assert bounded.html == here.html
     assert bounded.toc == here.toc
