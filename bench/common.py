@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from config import embedded_redis
+from config.lifeline import die_with_parent
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = "config.settings.test"  # DEBUG off, real Redis: as close to production as runs here
@@ -245,7 +246,7 @@ class Stack(contextlib.ExitStack):
             stdin=subprocess.DEVNULL,
             stdout=handle,
             stderr=subprocess.STDOUT,
-            preexec_fn=embedded_redis.die_with_parent,  # noqa: PLW1509 - no threads here
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - no threads here
         )
         self.callback(stop_process, process)
         return process, log

@@ -12,7 +12,7 @@ import asyncio
 import json
 import sys
 
-from config.embedded_redis import die_with_parent
+from config.lifeline import die_with_parent
 
 from .common import ROOT, Report, Stack, Target, fmt, percentile, run_async
 from .redis_probe import pairs

@@ -16,11 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from playground.lab.process import die_with_parent
-
-# One implementation of the kernel lifeline (PR_SET_PDEATHSIG) for every child we spawn:
-# the lab engine's, which looks prctl up in the parent so the child does no dlopen.
-__all__ = ["EmbeddedRedis", "die_with_parent", "ensure_redis_url", "free_port", "start"]
+from config.lifeline import die_with_parent
 
 
 def free_port() -> int:

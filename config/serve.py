@@ -21,6 +21,7 @@ import time
 from collections import deque
 
 from config import embedded_redis
+from config.lifeline import die_with_parent
 
 RESTARTS = 5
 WINDOW = 60.0
@@ -42,7 +43,7 @@ class Child:
 
     def start(self) -> None:
         self.starts.append(time.monotonic())
-        self.process = subprocess.Popen(self.argv, preexec_fn=embedded_redis.die_with_parent)
+        self.process = subprocess.Popen(self.argv, preexec_fn=die_with_parent)
 
     def exited(self) -> int | None:
         return None if self.process is None else self.process.poll()

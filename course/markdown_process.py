@@ -16,7 +16,6 @@ and search, which need every lesson, render all the missing ones in one child.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import pickle
@@ -27,10 +26,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from config.lifeline import die_with
 from course.markdown import RenderedMarkdown, markdown_render
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-PR_SET_PDEATHSIG = 1
 
 
 class RenderTooSlow(Exception):
@@ -110,9 +109,8 @@ def _longest_paragraph(text: str) -> tuple[int, int]:
 
 
 def _child(parent: int, seconds: float) -> None:
-    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
-    if os.getppid() != parent:
-        sys.exit(1)  # the parent was gone before the line above took effect
+    if not die_with(parent):
+        sys.exit(1)  # the parent was gone before the lifeline took hold
     cpu = int(seconds) + 1
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     items = json.loads(sys.stdin.buffer.read())

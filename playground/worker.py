@@ -29,6 +29,8 @@ import time
 from http import HTTPStatus
 from typing import Any
 
+from config.lifeline import die_with
+
 MAX_HEAD = 16 * 1024
 MAX_BODY = 64 * 1024
 WATCHDOG_INTERVAL = 0.2
@@ -596,23 +598,12 @@ async def watchdog(parent: int) -> None:
         os.close(pidfd)
 
 
-def die_with_parent() -> None:
-    """Ask the kernel to SIGKILL us when our parent dies: unlike the watchdog below, this
-    reaches a worker that is paused (SIGSTOP). Set here rather than in a preexec_fn so the
-    lab host can spawn with vfork instead of fork-copying its own memory for each worker."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))  # 1: PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: the watchdog still guards
-        pass
-
-
 async def main(args: argparse.Namespace) -> int:
     parent = args.parent_pid or os.getppid()
-    die_with_parent()
-    # Checked after the lifeline is set: a parent that died before it would go unnoticed.
-    if os.getppid() != parent:
+    # The lifeline is set here rather than in a preexec_fn so that the lab host can spawn
+    # with vfork instead of fork-copying its memory for each worker. Unlike the watchdog,
+    # it also reaches a paused (SIGSTOPped) worker.
+    if not die_with(parent):
         return 70  # the spawner died before we even started
     shop = Shop(args)
     server = Server(shop)

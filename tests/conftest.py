@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from config.embedded_redis import die_with_parent, free_port
+from config.embedded_redis import free_port
+from config.lifeline import die_with_parent
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM_ARGS = [

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import signal
 import sys
@@ -20,7 +19,6 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from .errors import LabError
 
@@ -31,25 +29,8 @@ BACKOFF_FIRST = 0.1  # like systemd's RestartSec with RestartSteps: 100 ms, doub
 CRASH_LIMIT = 3  # like StartLimitBurst=3 ...
 CRASH_WINDOW = 10.0  # ... within StartLimitIntervalSec=10
 
-PR_SET_PDEATHSIG = 1
-
 # Every worker pid spawned by this Python process, for orphan checks in tests.
 _spawned: set[int] = set()
-
-# prctl is looked up here, in the parent, so the child runs only the call between fork
-# and exec: no dlopen there, which could deadlock if another thread held the loader lock
-# at fork time (the lab host may run threads).
-_prctl: Any
-try:
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl
-except (OSError, AttributeError):  # not Linux: the worker's own watchdog still guards
-    _prctl = None
-
-
-def die_with_parent() -> None:
-    """preexec_fn: the kernel SIGKILLs the child when the thread that spawned it dies."""
-    if _prctl is not None:
-        _prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
 
 
 def spawned_pids() -> set[int]:

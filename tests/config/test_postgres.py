@@ -24,7 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from config.embedded_redis import die_with_parent, free_port
+from config.embedded_redis import free_port
+from config.lifeline import die_with_parent
 from tests.conftest import ROOT, start_daphne, stop_process
 
 

@@ -26,7 +26,7 @@ import redis.asyncio
 from channels_redis.core import RedisChannelLayer
 from django.contrib.sessions.backends.cache import SessionStore
 
-from config.embedded_redis import die_with_parent
+from config.lifeline import die_with_parent
 from playground.labhost import protocol
 from playground.labhost.host import HostLimits, LabHost
 from tests.conftest import ROOT, stop_process

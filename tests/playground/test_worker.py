@@ -20,7 +20,7 @@ import psutil
 import pytest
 import redis
 
-from config.embedded_redis import die_with_parent
+from config.lifeline import die_with_parent
 
 ROOT = Path(__file__).resolve().parents[2]
 

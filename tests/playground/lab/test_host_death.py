@@ -66,7 +66,7 @@ def test_sigkilled_lab_host_leaves_no_worker(where: str, worker_state: str) -> N
 def test_die_with_parent_alone_ends_a_child_when_its_spawner_dies() -> None:
     # A child with no watchdog of its own (sleep): only PR_SET_PDEATHSIG can end it.
     middle_code = (
-        "import subprocess, time; from playground.lab.process import die_with_parent;"
+        "import subprocess, time; from config.lifeline import die_with_parent;"
         "p = subprocess.Popen(['sleep', '30'], preexec_fn=die_with_parent);"
         "print(p.pid, flush=True); time.sleep(30)"
     )
