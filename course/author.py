@@ -1,8 +1,9 @@
 """The instructors' preview: a lesson's Markdown rendered as learners will see it, plus the
 problems `manage.py check_content` would report for it, without saving anything.
 
-Never writes into CONTENT_DIR: the checks run on a temporary copy of the content folder
-(links to the real lessons) in which the previewed text stands for its file.
+Never writes into CONTENT_DIR: the preview is a course snapshot of a temporary copy of the
+content folder (links to the real lessons) in which the previewed text stands for its
+file. The site's own snapshot lends it the renders of the unchanged lessons.
 """
 
 from __future__ import annotations
@@ -14,17 +15,11 @@ from pathlib import Path
 
 from django.conf import settings
 
-from course.checks import content_check
-from course.lessons import (
-    SLUG_RE,
-    ContentError,
-    LessonSource,
-    lesson_paths,
-    lesson_render,
-    lesson_source_parse,
-)
-from course.markdown import QuizBlock
+from course.checks import content_problems
+from course.lessons import SLUG_RE, ContentError
+from course.markdown import RenderedMarkdown
 from course.markdown_process import RenderTooSlow, markdown_render_bounded
+from course.snapshot import course_snapshot, course_snapshot_build
 
 MAX_PREVIEW_BYTES = 200 * 1024
 NEW_LESSON_SLUG = "new-lesson"
@@ -32,23 +27,17 @@ _FRONT_MATTER_RE = re.compile(r"\A---[ \t]*\n.*?\n---[ \t]*\n", re.S)
 
 
 @dataclass(frozen=True)
-class PreviewLesson:
-    """Just enough of a lesson for course.quiz.render_slots."""
-
-    slug: str
-    path: Path
-    quiz_blocks: tuple[QuizBlock, ...]
-
-
-@dataclass(frozen=True)
 class Preview:
     slug: str
     file: str  # as the author knows it: content/<slug>.md
     title: str = ""
-    html: str = ""  # sanitized by course.markdown; quiz slots still to fill
-    lesson: PreviewLesson | None = None
+    rendered: RenderedMarkdown | None = None
     problems: list[str] = field(default_factory=list)  # "line: message"
     error: str = ""  # when there is nothing to preview at all
+
+    @property
+    def html(self) -> str:
+        return self.rendered.html if self.rendered is not None else ""
 
 
 def preview_slug(slug: str) -> str:
@@ -70,48 +59,36 @@ def preview_build(*, text: str, slug: str) -> Preview:
     if not text.strip():
         return Preview(slug=slug, file=file, error="Paste a lesson's Markdown, or pick a lesson.")
 
-    path = Path(settings.CONTENT_DIR) / f"{slug}.md"
-    data = text.encode("utf-8")
-    title = ""
-    source: LessonSource | None
-    try:
-        source = lesson_source_parse(path=path, data=data)
-        body, body_line, title = source.body, source.body_line, source.summary.title
-    except ContentError:
-        # Still show the body: the front matter problem is listed with the others.
-        source = None
-        match = _FRONT_MATTER_RE.match(text)
-        body = text[match.end() :] if match else text
-        body_line = text.count("\n", 0, match.end()) + 1 if match else 1
-    try:
-        # Through the lesson cache when the file parses: check_content's render below is
-        # then the same one, not a second.
-        if source is not None:
-            rendered = lesson_render(source=source)
-        else:
-            rendered = markdown_render_bounded(
-                text=body, first_line=body_line, seconds=settings.LESSON_RENDER_SECONDS
-            )
-    except (ContentError, RenderTooSlow) as exc:
-        return Preview(slug=slug, file=file, title=title, error=f"Line {exc.line}: {exc.message}")
-    return Preview(
-        slug=slug,
-        file=file,
-        title=title,
-        html=rendered.html,
-        lesson=PreviewLesson(slug=slug, path=path, quiz_blocks=rendered.quiz_blocks),
-        problems=preview_problems(data=data, slug=slug),
-    )
-
-
-def preview_problems(*, data: bytes, slug: str) -> list[str]:
-    """check_content's messages for this text, as if it were CONTENT_DIR/<slug>.md."""
+    site = course_snapshot()
     with tempfile.TemporaryDirectory(prefix="course-preview-") as tmp:
         folder = Path(tmp)
-        for real in lesson_paths():
-            if real.stem != slug:
-                (folder / real.name).symlink_to(real.resolve())
-        target = folder / f"{slug}.md"
-        target.write_bytes(data)
-        problems = content_check(content_dir=folder)
-        return [f"{p.line}: {p.message}" for p in problems if p.path.name == target.name]
+        for name in site.contents:
+            if name != f"{slug}.md":
+                (folder / name).symlink_to(Path(site.directory, name).resolve())
+        (folder / f"{slug}.md").write_text(text, encoding="utf-8")
+        snapshot = course_snapshot_build(content_dir=folder, previous=site)
+    problems = [f"{p.line}: {p.message}" for p in content_problems(snapshot) if p.path.stem == slug]
+    source = snapshot.sources.get(slug)
+    if source is not None:
+        try:
+            lesson = snapshot.lesson_get(slug=slug)
+        except ContentError as exc:  # the render was stopped at the time limit
+            return Preview(slug=slug, file=file, title=source.summary.title, error=_error(exc))
+        return Preview(
+            slug=slug, file=file, title=lesson.title, rendered=lesson.rendered, problems=problems
+        )
+    # The front matter is broken (and listed with the problems): still show the body.
+    match = _FRONT_MATTER_RE.match(text)
+    body = text[match.end() :] if match else text
+    body_line = text.count("\n", 0, match.end()) + 1 if match else 1
+    try:
+        rendered = markdown_render_bounded(
+            text=body, first_line=body_line, seconds=settings.LESSON_RENDER_SECONDS
+        )
+    except RenderTooSlow as exc:
+        return Preview(slug=slug, file=file, error=_error(exc))
+    return Preview(slug=slug, file=file, rendered=rendered, problems=problems)
+
+
+def _error(exc: ContentError | RenderTooSlow) -> str:
+    return f"Line {exc.line}: {exc.message}"

@@ -6,12 +6,10 @@ dead link or silently missing text should be caught here first.
 
 from __future__ import annotations
 
-import importlib
 import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
-from types import ModuleType
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -20,27 +18,21 @@ from django.urls import Resolver404, resolve
 from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
-from course.lessons import (
-    ContentError,
-    LessonSource,
-    lesson_paths,
-    lesson_render,
-    lesson_source_parse,
-)
+from course.lessons import LessonSource
 from course.markdown import (
     ALLOWED_TAGS,
     SPECIAL_FENCES,
     Fence,
-    QuizBlock,
     RenderedMarkdown,
     fences_find,
     html_sanitize,
 )
+from course.quiz import QuizSlot
+from course.snapshot import CourseSnapshot, course_snapshot_build
 
 LESSON_PATH_RE = re.compile(r"^/lessons/(?P<slug>[^/]+)/$")
 _CODE_SPAN_RE = re.compile(r"(`+).+?\1")
 _RAW_TAG_RE = re.compile(r"<([a-zA-Z][a-zA-Z0-9-]*)(?:\s[^<>]*)?/?>")
-_QUIZ_MESSAGE_RE = re.compile(r"^(?P<line>\d+):\s*(?P<message>.*)$", re.DOTALL)
 
 
 @dataclass(frozen=True, order=True)
@@ -54,34 +46,25 @@ class ContentProblem:
 
 
 def content_check(*, content_dir: Path | None = None) -> list[ContentProblem]:
-    """Every problem in the lesson files, sorted by file and line."""
-    problems: list[ContentProblem] = []
-    sources: dict[str, LessonSource] = {}
-    existing: set[str] = set()
-    for path in lesson_paths(content_dir=content_dir):
-        existing.add(path.stem)
-        try:
-            sources[path.stem] = lesson_source_parse(path=path, data=path.read_bytes())
-        except ContentError as exc:
-            problems.append(ContentProblem(exc.path, exc.line, exc.message))
-    # Slugs are file names in one directory, so they are unique; orders are not.
-    problems += _order_problems(list(sources.values()))
+    """Every problem in the lesson files of content_dir (CONTENT_DIR by default)."""
+    return content_problems(course_snapshot_build(content_dir=content_dir or settings.CONTENT_DIR))
 
-    rendered: dict[str, RenderedMarkdown] = {}
-    for slug, source in list(sources.items()):
-        try:
-            rendered[slug] = lesson_render(source=source)
-        except ContentError as exc:  # the render was stopped: nothing more to check in it
-            problems.append(ContentProblem(exc.path, exc.line, exc.message))
-            del sources[slug]
-    headings = {slug: r.heading_ids for slug, r in rendered.items()}
-    quiz = _quiz_module()
-    for slug, source in sources.items():
+
+def content_problems(snapshot: CourseSnapshot) -> list[ContentProblem]:
+    """Every problem in a course snapshot's files, sorted by file and line."""
+    # Files that cannot be served: their front matter, or a render stopped at the limit.
+    problems = [ContentProblem(e.path, e.line, e.message) for e in snapshot.errors]
+    # Slugs are file names in one directory, so they are unique; orders are not.
+    problems += _order_problems(list(snapshot.sources.values()))
+    existing = {Path(name).stem for name in snapshot.contents}
+    headings = {lesson.slug: lesson.rendered.heading_ids for lesson in snapshot.lessons}
+    for lesson in snapshot.lessons:
+        source, rendered = snapshot.sources[lesson.slug], lesson.rendered
         fences = fences_find(text=source.body, first_line=source.body_line)
         problems += _fence_problems(source, fences)
-        problems += _link_problems(source, fences, rendered[slug], existing, headings)
+        problems += _link_problems(source, fences, rendered, existing, headings)
         problems += _raw_html_problems(source, fences)
-        problems += _quiz_problems(source, rendered[slug].quiz_blocks, quiz)
+        problems += _quiz_problems(source, rendered.quizzes)
     return sorted(problems)
 
 
@@ -202,46 +185,9 @@ def _raw_html_problems(source: LessonSource, fences: list[Fence]) -> list[Conten
     return problems
 
 
-def _quiz_module() -> ModuleType | None:
-    # Imported lazily: the quiz engine is another module's business and may be absent.
-    try:
-        return importlib.import_module("course.quiz")
-    except ModuleNotFoundError as exc:
-        if exc.name != "course.quiz":
-            raise
-        return None
-
-
-def _quiz_problems(
-    source: LessonSource, blocks: tuple[QuizBlock, ...], quiz: ModuleType | None
-) -> list[ContentProblem]:
+def _quiz_problems(source: LessonSource, slots: tuple[QuizSlot, ...]) -> list[ContentProblem]:
     path = source.summary.path
-    problems = []
-    seen: dict[str, int] = {}
-    for block in blocks:
-        if block.id in seen:
-            problems.append(
-                ContentProblem(
-                    path, block.line, f"quiz id {block.id!r} is also used on line {seen[block.id]}"
-                )
-            )
-        elif block.id:
-            seen[block.id] = block.line
-    validate = getattr(quiz, "validate_quiz_block", None)
-    if validate is None:
-        problems += [
-            ContentProblem(path, b.line, "quiz block has no id") for b in blocks if not b.id
-        ]
-        return problems
-    for block in blocks:
-        for message in validate(block):
-            # The validator may start a message with its own, more precise line.
-            located = _QUIZ_MESSAGE_RE.match(message)
-            if located:
-                problems.append(ContentProblem(path, int(located["line"]), located["message"]))
-            else:
-                problems.append(ContentProblem(path, block.line, message))
-    return problems
+    return [ContentProblem(path, p.line, p.message) for slot in slots for p in slot.problems]
 
 
 def _prose_lines(source: LessonSource, fences: list[Fence]) -> list[tuple[int, str]]:

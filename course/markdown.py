@@ -1,7 +1,8 @@
 """Lesson Markdown to safe HTML: one pure function of the text, plus the sanitizer policy.
 
 No Django and no file access here: the result depends on the text alone, which is what lets
-course.lessons cache it by the file's hash. Never emit HTML that has not been through nh3.
+a course snapshot reuse it for an unchanged file. Never emit HTML that has not been through
+nh3. Runs in the renderer's child process (course.markdown_process), quizzes included.
 """
 
 from __future__ import annotations
@@ -15,11 +16,9 @@ from typing import Any
 
 import markdown
 import nh3
-import yaml
 from pygments.formatters import HtmlFormatter
 
-# Bump when the HTML this module produces changes, so cached renderings are not reused.
-RENDERER_VERSION = "1"
+from course.quiz import QuizSlot, quiz_slots
 
 # Languages that are not Pygments lexers but mean something to this pipeline.
 SPECIAL_FENCES = frozenset({"mermaid", "quiz", "text"})
@@ -65,15 +64,12 @@ _cleaner = nh3.Cleaner(
     url_schemes=set(ALLOWED_URL_SCHEMES),
     strip_comments=True,
 )
-
-
-@dataclass(frozen=True)
-class QuizBlock:
-    """A ```quiz fence, left for course.quiz to parse and render."""
-
-    id: str  # "" when the YAML has no usable id
-    source: str  # the raw YAML between the fences
-    line: int  # 1-based line of the opening fence in the lesson file
+# Quiz text is one line of Markdown: code, emphasis, links; nothing that makes blocks.
+_inline_cleaner = nh3.Cleaner(
+    tags={"a", "code", "em", "strong", "b", "i", "kbd", "br"},
+    attributes={"a": {"href", "title"}},
+    url_schemes={"http", "https", "mailto"},
+)
 
 
 @dataclass(frozen=True)
@@ -95,17 +91,29 @@ class TocEntry:
 
 @dataclass(frozen=True)
 class RenderedMarkdown:
-    html: str  # sanitized, with a quiz-slot placeholder per quiz fence
+    # Sanitized HTML cut where the quiz fences were: one more part than there are quizzes,
+    # so a page puts quizzes[i] between parts[i] and parts[i + 1].
+    parts: tuple[str, ...]
+    quizzes: tuple[QuizSlot, ...]
     toc: tuple[TocEntry, ...]
     heading_ids: frozenset[str]
     links: tuple[str, ...]  # authored hrefs, in document order (not permalinks, footnotes)
-    quiz_blocks: tuple[QuizBlock, ...]
     has_diagram: bool
+
+    @property
+    def html(self) -> str:
+        """The prose without the quizzes (search, checks)."""
+        return "".join(self.parts)
 
 
 def html_sanitize(*, html: str) -> str:
     """The allow-list every lesson goes through: no script, handlers, hx-*, style, forms."""
     return _cleaner.clean(html)
+
+
+def markdown_inline(text: str) -> str:
+    """A quiz's question, choice or feedback: one line of Markdown, sanitized."""
+    return _inline_cleaner.clean(markdown.markdown(text)).strip()
 
 
 def pygments_stylesheet() -> str:
@@ -155,35 +163,32 @@ def fences_find(*, text: str, first_line: int = 1) -> list[Fence]:
 
 def markdown_render(*, text: str, first_line: int = 1) -> RenderedMarkdown:
     """Render a lesson body; first_line is the file line of text's first line."""
-    # Quiz fences are cut out before Markdown sees them and come back as placeholders after
-    # sanitizing. The token holds a fresh random part, so no author can forge a slot.
+    # Quiz fences are cut out before Markdown sees them and the HTML is cut where they were
+    # after sanitizing. The token holds a fresh random part, so no author can forge a cut.
     nonce = secrets.token_hex(8)
     fences = [f for f in fences_find(text=text, first_line=first_line) if f.language == "quiz"]
-    quiz_blocks = tuple(
-        QuizBlock(id=_quiz_id(f.source), source=f.source, line=f.line) for f in fences
-    )
+    quizzes = quiz_slots(blocks=((f.source, f.line) for f in fences), inline=markdown_inline)
     lines = text.split("\n")
     for index in reversed(range(len(fences))):  # from the end, so earlier line numbers hold
         start, end = fences[index].line - first_line, fences[index].end_line - first_line
         indent = lines[start][: len(lines[start]) - len(lines[start].lstrip(" \t"))]
-        lines[start : end + 1] = ["", f"{indent}{_slot_token(nonce, index)}", ""]
+        lines[start : end + 1] = ["", f"{indent}{_cut_token(nonce)}", ""]
 
     md = _markdown()
     body = html_sanitize(html=md.convert("\n".join(lines)))
-    for index, block in enumerate(quiz_blocks):
-        token = _slot_token(nonce, index)
-        slot = f'<div class="quiz-slot" data-quiz="{html.escape(block.id)}"></div>'
-        body = body.replace(f"<p>{token}</p>", slot).replace(token, slot)
+    token = _cut_token(nonce)
+    parts = tuple(body.replace(f"<p>{token}</p>", token).split(token))
+    assert len(parts) == len(quizzes) + 1, "a quiz fence was not cut out"
 
     facts = _HtmlFacts()
     facts.feed(body)
     facts.close()
     return RenderedMarkdown(
-        html=body,
+        parts=parts,
+        quizzes=quizzes,
         toc=tuple(_toc_entry(token) for token in md.toc_tokens),  # type: ignore[attr-defined]
         heading_ids=frozenset(facts.heading_ids),
         links=tuple(facts.links),
-        quiz_blocks=quiz_blocks,
         has_diagram=facts.has_diagram,
     )
 
@@ -225,9 +230,9 @@ def _mermaid_fence(
     return f'<pre class="mermaid">{html.escape(source, quote=False)}</pre>'
 
 
-def _slot_token(nonce: str, index: int) -> str:
-    # Letters and digits only, so Markdown leaves it alone; Q ends it (N1Q is not in N10Q).
-    return f"QUIZSLOT{nonce}N{index}Q"
+def _cut_token(nonce: str) -> str:
+    # Letters and digits only, so Markdown leaves it alone.
+    return f"QUIZCUT{nonce}"
 
 
 def _fence_language(info: str) -> str:
@@ -240,15 +245,6 @@ def _fence_language(info: str) -> str:
 
 def _dedent(line: str, indent: str) -> str:
     return line[len(indent) :] if line.startswith(indent) else line.lstrip(" \t")
-
-
-def _quiz_id(source: str) -> str:
-    try:
-        data = yaml.safe_load(source)
-    except yaml.YAMLError:
-        return ""
-    value = data.get("id") if isinstance(data, dict) else None
-    return str(value) if isinstance(value, str | int) and not isinstance(value, bool) else ""
 
 
 def _toc_entry(token: dict[str, Any]) -> TocEntry:

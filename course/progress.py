@@ -116,7 +116,7 @@ def progress_summary(
     for lesson in lessons:
         stored = data["lessons"].get(lesson.slug, {})
         answers = stored.get("quizzes", {}) if isinstance(stored, dict) else {}
-        quiz_ids = {b.id for b in getattr(lesson, "quiz_blocks", None) or []}
+        quiz_ids = set(lesson.quiz_ids)
         rows.append(
             LessonProgress(
                 slug=lesson.slug,

@@ -2,16 +2,15 @@
 
 Quizzes are left out on purpose: their wrong choices ("Redis cannot store numbers") would
 match searches with statements the course says are false, and their feedback gives the
-answers away. Diagram sources (Mermaid) are left out too: they are syntax ("flowchart LR",
-"T4 --> T5"), not prose. The index is derived from course content only, is rebuilt when
-that content's hash changes, and never holds anything about a learner.
+answers away (a lesson's HTML holds no quiz: they are cut out when it is rendered). Diagram
+sources (Mermaid) are left out too: they are syntax ("flowchart LR", "T4 --> T5"), not
+prose. The index is part of the course snapshot: derived from course content only, built
+with it, and it never holds anything about a learner.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from html import escape
@@ -31,7 +30,7 @@ WORD_RE = re.compile(r"\w+")
 HEADING_TAGS = {"h1", "h2", "h3", "h4"}
 # Not prose: scripts, styles, and the source of diagrams drawn in the browser.
 SKIP_TAGS = {"script", "style", "svg", "template"}
-SKIP_CLASSES = {"mermaid", "quiz-slot", "quiz", "headerlink", "footnote-backref"}
+SKIP_CLASSES = {"mermaid", "headerlink", "footnote-backref"}
 BLOCK_TAGS = HEADING_TAGS | {
     "p",
     "li",
@@ -151,7 +150,12 @@ def _words(text: str) -> list[str]:
     return WORD_RE.findall(text.lower())
 
 
-def lesson_index(lesson: Any) -> IndexedLesson:
+def search_index_build(*, lessons: Iterable[Any]) -> tuple[IndexedLesson, ...]:
+    """The index of these lessons (course.snapshot builds it once per content version)."""
+    return tuple(_indexed(lesson) for lesson in lessons)
+
+
+def _indexed(lesson: Any) -> IndexedLesson:
     body, headings = html_to_text(str(lesson.html))
     title = str(lesson.title)
     # The lesson's own title may also be its <h1>; it already counts as the title.
@@ -165,33 +169,6 @@ def lesson_index(lesson: Any) -> IndexedLesson:
         heading_words={w for h in headings for w in _words(h.text)},
         body_words=_words(body),
     )
-
-
-def content_hash(lessons: Sequence[Any]) -> str:
-    digest = hashlib.sha256()
-    for lesson in lessons:
-        for part in (lesson.slug, lesson.title, lesson.html):
-            digest.update(str(part).encode())
-            digest.update(b"\0")
-    return digest.hexdigest()
-
-
-_cache_lock = threading.Lock()
-_cache: dict[str, list[IndexedLesson]] = {}
-
-
-def search_index(*, lessons: Iterable[Any]) -> list[IndexedLesson]:
-    """The index of these lessons, rebuilt only when their content hash changes."""
-    lessons = list(lessons)
-    key = content_hash(lessons)
-    with _cache_lock:
-        index = _cache.get(key)
-    if index is None:
-        index = [lesson_index(lesson) for lesson in lessons]
-        with _cache_lock:
-            _cache.clear()  # only the current content is worth keeping
-            _cache[key] = index
-    return index
 
 
 def query_terms(query: str) -> tuple[str, ...]:
@@ -249,7 +226,7 @@ def _matches(words: Iterable[str], term: str) -> int:
     return sum(1 for w in words if w.startswith(term))
 
 
-def search_run(*, query: str, lessons: Iterable[Any]) -> SearchResult:
+def search_run(*, query: str, index: Iterable[IndexedLesson]) -> SearchResult:
     """Lessons matching every term, best first: title matches, then headings, then body."""
     query = query.strip()
     if not query:
@@ -266,7 +243,7 @@ def search_run(*, query: str, lessons: Iterable[Any]) -> SearchResult:
         return SearchResult(query, (), [], f"Type at least {MIN_TERM_LENGTH} letters.")
     pattern = _term_pattern(terms)
     hits: list[SearchHit] = []
-    for entry in search_index(lessons=lessons):
+    for entry in index:
         title_terms = heading_terms = body_count = 0
         every_term_found = True
         for term in terms:

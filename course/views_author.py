@@ -14,23 +14,21 @@ from django.template.response import TemplateResponse
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from course.author import MAX_PREVIEW_BYTES, Preview, preview_build, preview_slug
-from course.lessons import lesson_list
-from course.quiz import render_slots
+from course.author import MAX_PREVIEW_BYTES, preview_build, preview_slug
+from course.quiz_forms import page_parts
+from course.snapshot import course_snapshot
 from course.views_common import HtmxHttpRequest, wants_partial
 
 
-def _context(request: HtmxHttpRequest, *, text: str, slug: str) -> dict[str, object]:
-    preview: Preview = preview_build(text=text, slug=slug)
-    html = ""
-    if preview.lesson is not None:
-        html = render_slots(html=preview.html, lesson=preview.lesson, request=request, preview=True)
+def _context(*, text: str, slug: str) -> dict[str, object]:
+    preview = preview_build(text=text, slug=slug)
     return {
-        "lessons": lesson_list(),
+        "lessons": course_snapshot().lessons,
         "slug": preview.slug,
         "text": text,
         "preview": preview,
-        "preview_html": html,
+        "parts": page_parts(rendered=preview.rendered, flash=None) if preview.rendered else [],
+        "lesson_file": preview.file,
         "max_kb": MAX_PREVIEW_BYTES // 1024,
     }
 
@@ -45,15 +43,13 @@ def author_preview(request: HtmxHttpRequest) -> HttpResponse:
         path = Path(settings.CONTENT_DIR) / f"{slug}.md"
         if path.is_file():
             text = path.read_text(encoding="utf-8", errors="replace")
-    return TemplateResponse(request, "course/author.html", _context(request, text=text, slug=slug))
+    return TemplateResponse(request, "course/author.html", _context(text=text, slug=slug))
 
 
 @require_POST
 @vary_on_headers("HX-Request")
 @staff_member_required
 def author_preview_render(request: HtmxHttpRequest) -> HttpResponse:
-    context = _context(
-        request, text=request.POST.get("text", ""), slug=request.POST.get("lesson", "")
-    )
+    context = _context(text=request.POST.get("text", ""), slug=request.POST.get("lesson", ""))
     template = "course/author.html#preview" if wants_partial(request) else "course/author.html"
     return TemplateResponse(request, template, context)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from django.http import Http404, HttpRequest
 from django_htmx.middleware import HtmxDetails
 
-from course.lessons import ContentError, Lesson, LessonNotFound, lesson_get
+from course.lessons import ContentError, Lesson, LessonNotFound
+from course.snapshot import course_snapshot
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -22,6 +23,6 @@ def wants_partial(request: HtmxHttpRequest) -> bool:
 
 def lesson_or_404(slug: str) -> Lesson:
     try:
-        return lesson_get(slug=slug)
+        return course_snapshot().lesson_get(slug=slug)
     except (LessonNotFound, ContentError) as exc:
         raise Http404("No such lesson") from exc

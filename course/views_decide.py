@@ -8,7 +8,7 @@ from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
 from course.decide import QUESTION_KEYS, QUESTIONS, decision_make, lessons_linked
-from course.lessons import lesson_list
+from course.snapshot import course_snapshot
 from course.views_common import HtmxHttpRequest, wants_partial
 
 
@@ -16,7 +16,7 @@ from course.views_common import HtmxHttpRequest, wants_partial
 @vary_on_headers("HX-Request")
 def decide(request: HtmxHttpRequest) -> HttpResponse:
     decision = decision_make(params={key: request.GET.getlist(key) for key in QUESTION_KEYS})
-    lessons = {lesson.slug: lesson for lesson in lesson_list()}
+    lessons = {lesson.slug: lesson for lesson in course_snapshot().lessons}
     linked = []
     if decision.recommendation is not None:
         linked = [

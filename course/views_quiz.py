@@ -1,7 +1,7 @@
 """Answering quizzes and resetting progress: the learner's two POSTs.
 
 An htmx answer gets the quiz's feedback partial back; a plain form POST is redirected to
-the lesson at the quiz's anchor, where render_slots shows the feedback once.
+the lesson at the quiz's anchor, where the lesson page shows the feedback once.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from django.views.decorators.http import require_POST
 
 from course.models import QuizAnswer, session_hash
 from course.progress import progress_record_answer, progress_reset
-from course.quiz import feedback_items, flash_set, quiz_check, quiz_get
+from course.quiz import quiz_check
+from course.quiz_forms import flash_set
 from course.views_common import HtmxHttpRequest, lesson_or_404
 
 MAX_CHOICES_POSTED = 10
@@ -30,7 +31,7 @@ def _selected(request: HtmxHttpRequest) -> list[int]:
 @require_POST
 def quiz_answer(request: HtmxHttpRequest, slug: str, quiz_id: str) -> HttpResponse:
     lesson = lesson_or_404(slug)
-    quiz = quiz_get(lesson=lesson, quiz_id=quiz_id)
+    quiz = lesson.quiz(quiz_id)
     if quiz is None:
         raise Http404("No such quiz")
     result = quiz_check(quiz=quiz, selected=_selected(request))
@@ -47,10 +48,9 @@ def quiz_answer(request: HtmxHttpRequest, slug: str, quiz_id: str) -> HttpRespon
             correct=result.correct,
         )
     if request.htmx:
-        context = {"result": result, "quiz": quiz, "feedback": feedback_items(result)}
-        return render(request, "course/quiz.html#feedback", context)
+        return render(request, "course/quiz.html#feedback", {"result": result})
     flash_set(
-        request=request,
+        session=request.session,
         slug=lesson.slug,
         quiz_id=quiz.id,
         selected=[c.number for c in result.selected],

@@ -60,7 +60,7 @@ def test_other_errors_still_give_the_500_page(
     def broken(**_: object) -> None:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr("course.views.lesson_get", broken)
+    monkeypatch.setattr("course.views.course_snapshot", broken)
     response = unanswering_client.get("/lessons/the-tradeoff/")
     assert response.status_code == 500
     assert "Something went wrong" in response.text

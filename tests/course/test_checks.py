@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import types
 from pathlib import Path
 from typing import Any
 
@@ -153,27 +151,9 @@ def test_quiz_blocks_go_through_the_quiz_validator(
 ) -> None:
     path = good_course("bad", order=3, body="## A\n\n```quiz\nid: no-question\n```\n")
     problems = content_check(content_dir=content_dir)
-    assert problems, "course.quiz.validate_quiz_block found nothing wrong"
+    assert problems, "the quiz parser found nothing wrong"
     assert {p.path for p in problems} == {path}
     assert all(10 <= p.line <= 12 for p in problems)
-
-
-def test_quiz_hook_is_optional(
-    good_course: LessonWriter, content_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setitem(sys.modules, "course.quiz", types.ModuleType("course.quiz"))
-    path = good_course("bad", order=3, body="## A\n\n```quiz\nid: [x\n```\n\n```quiz\nid: a\n```\n")
-    assert messages(content_dir) == [f"{path}:10: quiz block has no id"]
-
-
-def test_quiz_validator_messages_keep_their_own_lines(
-    good_course: LessonWriter, content_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    quiz = types.ModuleType("course.quiz")
-    quiz.validate_quiz_block = lambda block: [f"{block.line + 1}: no question", "no choices"]  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "course.quiz", quiz)
-    path = good_course("bad", order=3, body="## A\n\n```quiz\nid: a\n```\n")
-    assert messages(content_dir) == [f"{path}:10: no choices", f"{path}:11: no question"]
 
 
 def test_repeated_quiz_ids_in_a_lesson(good_course: LessonWriter, content_dir: Path) -> None:

@@ -10,7 +10,7 @@ from django.test import Client
 from django.urls import reverse
 
 from course.decide import QUESTIONS, RECOMMENDATIONS, all_paths, decision_make
-from course.lessons import lesson_list
+from course.snapshot import course_snapshot
 
 URL = reverse("course:decide")
 
@@ -34,7 +34,7 @@ def test_there_is_one_recommendation_per_path() -> None:
 
 
 def test_recommendations_link_existing_lessons() -> None:
-    slugs = {lesson.slug for lesson in lesson_list()}
+    slugs = {lesson.slug for lesson in course_snapshot().lessons}
     for recommendation in RECOMMENDATIONS.values():
         # At least two of the suggested lessons exist, so no page ends without reading.
         assert len(set(recommendation.lessons) & slugs) >= 2, recommendation.title
@@ -78,7 +78,7 @@ def test_every_path_renders_a_recommendation_page(client: Client, path: dict[str
     assert "Recommendation:" in html
     assert recommendation.title in html.replace("&#x27;", "'")
     assert 'href="/playground/"' in html
-    slugs = {lesson.slug for lesson in lesson_list()}
+    slugs = {lesson.slug for lesson in course_snapshot().lessons}
     linked = re.findall(r'<ul class="decide-lessons">(.*?)</ul>', html, re.S)[0]
     for slug in recommendation.lessons:
         assert (f'href="{reverse("course:lesson", kwargs={"slug": slug})}"' in linked) == (

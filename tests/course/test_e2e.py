@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from course.lessons import lesson_get, lesson_list
+from course.snapshot import course_snapshot
 from tests.conftest import start_daphne, stop_process
 from tests.course.conftest import lesson_text
 
@@ -41,14 +41,14 @@ def csp_violations(page) -> list[str]:  # type: ignore[no-untyped-def]
 
 
 def first_lesson_with_a_diagram() -> str:
-    return next(s.slug for s in lesson_list() if lesson_get(slug=s.slug).has_diagram)
+    return next(s.slug for s in course_snapshot().lessons if s.has_diagram)
 
 
 def test_boosted_link_from_home_swaps_in_the_lesson(page, live_server_url: str) -> None:
     from playwright.sync_api import expect
 
     violations = csp_violations(page)
-    first = lesson_list()[0]
+    first = course_snapshot().lessons[0]
     page.goto(f"{live_server_url}/")
     page.evaluate("window.sameDocument = true")
     with page.expect_request(re.compile(rf"/lessons/{first.slug}/$")) as request:
@@ -59,7 +59,7 @@ def test_boosted_link_from_home_swaps_in_the_lesson(page, live_server_url: str) 
     expect(page).to_have_title(re.compile(re.escape(first.title)))
     assert request.value.all_headers().get("hx-boosted") == "true"
     assert page.evaluate("window.sameDocument") is True  # swapped by htmx, not a page load
-    if lesson_get(slug=first.slug).has_diagram:
+    if first.has_diagram:
         expect(page.locator("pre.mermaid svg").first).to_be_visible(timeout=DRAW_TIMEOUT)
         assert page.evaluate(NODE_FILL) not in UNSTYLED
     assert violations == []

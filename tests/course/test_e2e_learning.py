@@ -10,17 +10,16 @@ import re
 
 import pytest
 
-from course.lessons import lesson_get_all
-from course.quiz import quiz_parse
+from course.snapshot import course_snapshot
 
 pytestmark = pytest.mark.e2e
 
 
 def _single_choice_quiz():
-    for lesson in lesson_get_all():
-        for block in lesson.quiz_blocks:
-            quiz = quiz_parse(block)
-            if not quiz.multiple:
+    for lesson in course_snapshot().lessons:
+        for slot in lesson.quizzes:
+            quiz = slot.quiz
+            if quiz is not None and not quiz.multiple:
                 return lesson, quiz
     raise AssertionError("no single-choice quiz in the course")
 
@@ -77,7 +76,7 @@ def test_walk_the_decision_tree_to_a_recommendation(page, live_server_url: str) 
 def test_a_progress_bar_moves_after_reading_a_lesson(page, live_server_url: str) -> None:
     from playwright.sync_api import expect
 
-    lesson = lesson_get_all()[-1]
+    lesson = course_snapshot().lessons[-1]
     page.goto(f"{live_server_url}/")
     overall = page.locator("#progress-overall")
     before = int(overall.get_attribute("value") or "0")

@@ -1,4 +1,5 @@
-"""course.lessons: loading, front matter checks with file:line, safe slugs, cached rendering."""
+"""course.snapshot over course.lessons: loading, front matter checks with file:line, safe
+slugs, renders reused while a file's bytes are unchanged."""
 
 from __future__ import annotations
 
@@ -10,26 +11,17 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from course import lessons
-from course.lessons import (
-    ContentError,
-    LessonNotFound,
-    lesson_get,
-    lesson_get_all,
-    lesson_index,
-    lesson_list,
-    lesson_neighbours,
-    lesson_paths,
-    lesson_source_parse,
-)
+from course import snapshot
+from course.lessons import ContentError, LessonNotFound, lesson_source_parse
+from course.snapshot import course_snapshot
 from tests.course.conftest import LessonWriter, lesson_text
 
-REAL_LESSONS = [p.stem for p in lesson_paths(content_dir=Path(settings.BASE_DIR) / "content")]
+REAL_LESSONS = [p.stem for p in sorted((Path(settings.BASE_DIR) / "content").glob("*.md"))]
 
 
 @pytest.mark.parametrize("slug", REAL_LESSONS)
 def test_every_real_lesson_renders_with_its_title(slug: str) -> None:
-    lesson = lesson_get(slug=slug)
+    lesson = course_snapshot().lesson_get(slug=slug)
     assert lesson.title
     assert lesson.html.strip()
     assert lesson.toc, "every lesson has sections"
@@ -45,14 +37,14 @@ def test_list_is_in_course_order_and_leaves_out_broken_files(write_lesson: Lesso
     broken = write_lesson("broken", text="---\ntitle: Broken\n---\n")
     (broken.parent / "notes.txt").write_text("not a lesson")
 
-    assert [lesson.slug for lesson in lesson_list()] == ["first", "second"]
-    (error,) = lesson_index().errors
+    assert [lesson.slug for lesson in course_snapshot().lessons] == ["first", "second"]
+    (error,) = course_snapshot().errors
     assert (error.path, error.line) == (broken, 1)
 
 
 def test_summary_fields_come_from_the_front_matter(write_lesson: LessonWriter) -> None:
     write_lesson("sticky", title="Sticky sessions", summary="Pinned.", order=3, minutes=7)
-    (lesson,) = lesson_list()
+    (lesson,) = course_snapshot().lessons
     assert (lesson.slug, lesson.title, lesson.summary, lesson.order, lesson.minutes) == (
         "sticky",
         "Sticky sessions",
@@ -103,8 +95,9 @@ def test_file_name_must_be_a_slug() -> None:
 def test_body_lines_are_file_lines(write_lesson: LessonWriter) -> None:
     # Front matter is lines 1-6, a blank line 7, the quiz fence opens on line 10.
     write_lesson("q", body="## Quiz\n\n```quiz\nid: one\n```\n")
-    (block,) = lesson_get(slug="q").quiz_blocks
-    assert (block.id, block.line) == ("one", 10)
+    (slot,) = course_snapshot().lesson_get(slug="q").quizzes
+    assert slot.line == 10
+    assert {problem.line for problem in slot.problems} == {10}  # missing question and choices
 
 
 @pytest.mark.parametrize(
@@ -131,34 +124,37 @@ def test_slugs_that_are_not_slugs_are_not_found(
     write_lesson("first")
     (content_dir.parent / "secret.md").write_text(FRONT)
     with pytest.raises(LessonNotFound):
-        lesson_get(slug=slug)
+        course_snapshot().lesson_get(slug=slug)
 
 
 def test_unknown_slug_is_not_found(write_lesson: LessonWriter) -> None:
     write_lesson("first")
     with pytest.raises(LessonNotFound):
-        lesson_get(slug="second")
+        course_snapshot().lesson_get(slug="second")
 
 
 def test_broken_lesson_raises_content_error(write_lesson: LessonWriter) -> None:
     write_lesson("broken", text="---\ntitle: T\n---\n")
     with pytest.raises(ContentError):
-        lesson_get(slug="broken")
+        course_snapshot().lesson_get(slug="broken")
 
 
 def test_rendering_is_cached_by_content_and_an_edit_shows_at_once(
     write_lesson: LessonWriter,
 ) -> None:
     path = write_lesson("live", body="## Before\n")
-    first, again = lesson_get(slug="live"), lesson_get(slug="live")
+    first, again = (
+        course_snapshot().lesson_get(slug="live"),
+        course_snapshot().lesson_get(slug="live"),
+    )
     assert again.rendered is first.rendered  # same bytes: no second render
 
     path.write_text(lesson_text(body="## After\n"))
-    edited = lesson_get(slug="live")
+    edited = course_snapshot().lesson_get(slug="live")
     assert "After" in edited.html and "Before" not in edited.html
 
     path.write_text(lesson_text(body="## Before\n"))
-    assert lesson_get(slug="live").rendered is first.rendered  # back to the first bytes
+    assert "Before" in course_snapshot().lesson_get(slug="live").html
 
 
 def test_a_same_size_edit_that_leaves_the_stat_unchanged_is_seen(
@@ -169,7 +165,7 @@ def test_a_same_size_edit_that_leaves_the_stat_unchanged_is_seen(
     compared on every call, whatever its stat says."""
     path = write_lesson("live", title="Before")
     before = os.stat(path)
-    assert lesson_get(slug="live").title == "Before"
+    assert course_snapshot().lesson_get(slug="live").title == "Before"
 
     path.write_text(lesson_text(title="Beforx"))  # same size, same inode
     real_stat = os.stat
@@ -180,14 +176,14 @@ def test_a_same_size_edit_that_leaves_the_stat_unchanged_is_seen(
 
     monkeypatch.setattr(os, "stat", same_tick_stat)
     assert os.stat(path) == before
-    assert lesson_get(slug="live").title == "Beforx"
-    assert [lesson.title for lesson in lesson_list()] == ["Beforx"]
+    assert course_snapshot().lesson_get(slug="live").title == "Beforx"
+    assert [lesson.title for lesson in course_snapshot().lessons] == ["Beforx"]
 
 
 def test_an_unchanged_file_costs_a_stat_not_a_read(
     write_lesson: LessonWriter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("course.lessons._RACY_NS", 0)  # trust a stat as soon as it is taken
+    monkeypatch.setattr("course.snapshot.RACY_NS", 0)  # trust a stat as soon as it is taken
     path = write_lesson("live", title="Before")
     reads: list[Path] = []
     real_read = Path.read_bytes
@@ -197,31 +193,32 @@ def test_an_unchanged_file_costs_a_stat_not_a_read(
         return real_read(self)
 
     monkeypatch.setattr(Path, "read_bytes", counted_read)
-    assert lesson_get(slug="live").title == "Before"
-    assert [lesson.title for lesson in lesson_list()] == ["Before"]
-    assert lesson_get(slug="live").title == "Before"
+    assert course_snapshot().lesson_get(slug="live").title == "Before"
+    assert [lesson.title for lesson in course_snapshot().lessons] == ["Before"]
+    assert course_snapshot().lesson_get(slug="live").title == "Before"
     assert reads == [path]
 
     path.write_text(lesson_text(title="After the edit"))
-    assert lesson_get(slug="live").title == "After the edit"
+    assert course_snapshot().lesson_get(slug="live").title == "After the edit"
     assert reads == [path, path]
 
 
 def test_neighbours_follow_course_order(write_lesson: LessonWriter) -> None:
     for slug, order in (("a", 1), ("b", 2), ("c", 3)):
         write_lesson(slug, order=order)
-    lessons = lesson_list()
-    assert [n and n.slug for n in lesson_neighbours(slug="a", lessons=lessons)] == [None, "b"]
-    assert [n and n.slug for n in lesson_neighbours(slug="b", lessons=lessons)] == ["a", "c"]
-    assert [n and n.slug for n in lesson_neighbours(slug="c", lessons=lessons)] == ["b", None]
+    course = course_snapshot()
+    assert [n and n.slug for n in course.neighbours(slug="a")] == [None, "b"]
+    assert [n and n.slug for n in course.neighbours(slug="b")] == ["a", "c"]
+    assert [n and n.slug for n in course.neighbours(slug="c")] == ["b", None]
+    assert [course.number(slug=slug) for slug in "abcd"] == [1, 2, 3, None]
 
 
 @pytest.fixture
 def renders(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[int]]:
-    """How many texts each kind of render call got: "one" for lesson_render's own, "batch"
-    for lesson_get_all's."""
+    """How many texts each kind of render call got: "one" for a lesson rendered on its own,
+    "batch" for several rendered in one child."""
     calls: dict[str, list[int]] = {"one": [], "batch": []}
-    one, batch = lessons.markdown_render_bounded, lessons.markdown_render_bounded_many
+    one, batch = snapshot.markdown_render_bounded, snapshot.markdown_render_bounded_many
 
     def counting_one(**kwargs: Any) -> Any:
         calls["one"].append(1)
@@ -231,8 +228,8 @@ def renders(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[int]]:
         calls["batch"].append(len(kwargs["items"]))
         return batch(**kwargs)
 
-    monkeypatch.setattr(lessons, "markdown_render_bounded", counting_one)
-    monkeypatch.setattr(lessons, "markdown_render_bounded_many", counting_batch)
+    monkeypatch.setattr(snapshot, "markdown_render_bounded", counting_one)
+    monkeypatch.setattr(snapshot, "markdown_render_bounded_many", counting_batch)
     return calls
 
 
@@ -243,13 +240,20 @@ def test_all_lessons_missing_a_render_are_rendered_in_one_child(
     for order, slug in enumerate(["one", "two", "three"], start=1):
         write_lesson(slug, order=order, body=f"## {slug.title()}\n\n{fresh} {slug}\n")
 
-    first = lesson_get_all()
+    first = course_snapshot().lessons
     assert [lesson.slug for lesson in first] == ["one", "two", "three"]
     assert all(f"{fresh} {lesson.slug}" in lesson.html for lesson in first)
     assert renders == {"one": [], "batch": [3]}
 
-    assert [lesson.html for lesson in lesson_get_all()] == [lesson.html for lesson in first]
-    assert renders == {"one": [], "batch": [3]}  # all from the cache now
+    assert [lesson.html for lesson in course_snapshot().lessons] == [
+        lesson.html for lesson in first
+    ]
+    assert renders == {"one": [], "batch": [3]}  # the same snapshot: nothing rendered again
+
+    path = write_lesson("two", order=2, body="## Two\n\nEdited.\n")
+    assert "Edited." in course_snapshot().lesson_get(slug="two").html
+    assert renders == {"one": [1], "batch": [3]}  # only the edited file, on its own
+    assert path.exists()
 
 
 def test_a_slow_lesson_stops_the_batch_and_is_found_on_its_own(
@@ -261,9 +265,9 @@ def test_a_slow_lesson_stops_the_batch_and_is_found_on_its_own(
     path = write_lesson("slow", order=2, body="## Slow\n\n" + "[" * 40_000 + "\n")
     write_lesson("fine", order=3, body=f"## Fine\n\n{fresh}\n")
 
-    assert [lesson.slug for lesson in lesson_get_all()] == ["good", "fine"]
+    assert [lesson.slug for lesson in course_snapshot().lessons] == ["good", "fine"]
     assert renders == {"one": [1, 1, 1], "batch": [3]}
     with pytest.raises(ContentError) as caught:
-        lesson_get(slug="slow")
+        course_snapshot().lesson_get(slug="slow")
     assert (caught.value.path, caught.value.line) == (path, 10)
     assert "rendering took over 1 s" in caught.value.message

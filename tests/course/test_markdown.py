@@ -68,39 +68,58 @@ def test_mermaid_fence_becomes_escaped_pre_and_marks_the_page() -> None:
     assert not render("```python\nx = 1\n```\n").has_diagram
 
 
-def test_quiz_fences_become_slots_with_their_source_id_and_file_line() -> None:
+QUIZ = (
+    "question: {q}?\nchoices:\n"
+    "  - {{text: a, correct: true, feedback: f}}\n"
+    "  - {{text: b, correct: false, feedback: g}}"
+)
+
+
+def test_quiz_fences_cut_the_html_and_are_parsed_with_their_file_line() -> None:
     text = (
         "Intro.\n"
-        "```quiz\nid: first\nquestion: One?\n```\n"
+        f"```quiz\nid: first\n{QUIZ.format(q='One')}\n```\n"
         "Middle.\n\n"
-        "```quiz\nid: second\nquestion: Two?\n```\n"
+        f"```quiz\nid: second\n{QUIZ.format(q='Two')}\n```\n"
     )
     result = render(text, first_line=10)
-    assert [(b.id, b.line) for b in result.quiz_blocks] == [("first", 11), ("second", 17)]
-    assert result.quiz_blocks[0].source == "id: first\nquestion: One?"
-    slots = re.findall(r'<div class="quiz-slot" data-quiz="([^"]*)"></div>', result.html)
-    assert slots == ["first", "second"]
+    assert [(s.quiz and s.quiz.id, s.line) for s in result.quizzes] == [
+        ("first", 11),
+        ("second", 20),
+    ]
+    assert [part.strip() for part in result.parts] == ["<p>Intro.</p>", "<p>Middle.</p>", ""]
     assert "question" not in result.html
-    assert "QUIZSLOT" not in result.html
+    assert "QUIZCUT" not in result.html
 
 
-def test_quiz_without_a_readable_id_still_gets_a_slot() -> None:
-    result = render("```quiz\nquestion: [unclosed\n```\n")
-    assert [b.id for b in result.quiz_blocks] == [""]
-    assert '<div class="quiz-slot" data-quiz=""></div>' in result.html
+def test_quiz_text_is_inline_markdown_sanitized() -> None:
+    question = "Is `x` <script>bad</script> [ok](http://a)"
+    (slot,) = render(f"```quiz\nid: q\n{QUIZ.format(q=question)}\n```\n").quizzes
+    assert slot.quiz is not None
+    html = slot.quiz.question_html
+    assert html.startswith("Is <code>x</code>") and '<a href="http://a"' in html
+    assert "script" not in html and "bad" not in html
+
+
+def test_a_broken_quiz_still_cuts_the_html_and_says_why() -> None:
+    result = render("Before.\n\n```quiz\nquestion: [unclosed\n```\n\nAfter.\n", first_line=5)
+    (slot,) = result.quizzes
+    assert slot.quiz is None and slot.line == 7
+    assert "invalid YAML" in slot.problems[0].message
+    assert len(result.parts) == 2 and "After." in result.parts[1]
 
 
 def test_a_quiz_fence_shown_inside_another_fence_is_only_code() -> None:
     result = render("````markdown\n```quiz\nid: shown\n```\n````\n")
-    assert result.quiz_blocks == ()
-    assert "quiz-slot" not in result.html
+    assert result.quizzes == ()
+    assert result.parts == (result.html,)
     assert "id: shown" in result.html
 
 
-def test_authors_cannot_forge_a_quiz_slot_with_raw_html() -> None:
-    result = render('<div class="quiz-slot" data-quiz="fake"></div>\n')
-    assert "data-quiz" not in result.html
-    assert result.quiz_blocks == ()
+def test_authors_cannot_forge_a_quiz_cut_with_raw_text() -> None:
+    result = render("QUIZCUT0123456789abcdef and more\n")
+    assert result.quizzes == ()
+    assert len(result.parts) == 1
 
 
 HOSTILE = """\

@@ -35,7 +35,8 @@ def test_the_child_renders_what_markdown_render_renders() -> None:
     here = markdown_render(text=BODY, first_line=7)
     assert bounded.html == here.html
     assert bounded.toc == here.toc
-    assert bounded.quiz_blocks == here.quiz_blocks
+    assert bounded.quizzes == here.quizzes
+    assert bounded.parts == here.parts
     assert bounded.links == here.links
 
 

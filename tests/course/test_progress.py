@@ -11,14 +11,13 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from course.lessons import lesson_get_all
 from course.progress import (
     progress_mark_read,
     progress_record_answer,
     progress_reset,
     progress_summary,
 )
-from course.quiz import quiz_parse
+from course.snapshot import course_snapshot
 from tests.conftest import start_daphne, stop_process
 
 HOME = reverse("course:home")
@@ -33,11 +32,11 @@ def answer_url(slug: str, quiz_id: str) -> str:
 
 
 def first_single_choice_quiz(lesson):
-    return next(q for q in map(quiz_parse, lesson.quiz_blocks) if not q.multiple)
+    return next(s.quiz for s in lesson.quizzes if s.quiz and not s.quiz.multiple)
 
 
 def test_summary_counts_read_marks_and_quizzes_right() -> None:
-    lessons = lesson_get_all()
+    lessons = course_snapshot().lessons
     first, second = lessons[0], lessons[1]
     session: dict = {}
     summary = progress_summary(session=session, lessons=lessons)
@@ -46,7 +45,7 @@ def test_summary_counts_read_marks_and_quizzes_right() -> None:
     assert summary.continue_slug == first.slug  # nothing read: the first unread lesson
 
     progress_mark_read(session=session, slug=second.slug)
-    quiz_id = second.quiz_blocks[0].id
+    quiz_id = second.quiz_ids[0]
     progress_record_answer(session=session, slug=second.slug, quiz_id=quiz_id, correct=False)
     summary = progress_summary(session=session, lessons=lessons)
     row = summary.for_slug(second.slug)
@@ -67,7 +66,7 @@ def test_summary_counts_read_marks_and_quizzes_right() -> None:
     row = progress_summary(session=session, lessons=lessons).for_slug(second.slug)
     assert row is not None and row.quizzes_right == 1
 
-    total = len(lessons) + sum(len(lesson.quiz_blocks) for lesson in lessons)
+    total = len(lessons) + sum(len(lesson.quiz_ids) for lesson in lessons)
     assert progress_summary(session=session, lessons=lessons).percent == round(100 * 2 / total)
     progress_reset(session=session)
     assert not progress_summary(session=session, lessons=lessons).started
@@ -75,7 +74,7 @@ def test_summary_counts_read_marks_and_quizzes_right() -> None:
 
 @pytest.mark.django_db
 def test_reading_and_answering_show_on_home(client: Client) -> None:
-    lessons = lesson_get_all()
+    lessons = course_snapshot().lessons
     lesson = lessons[1]
     quiz = first_single_choice_quiz(lesson)
     right = next(c for c in quiz.choices if c.correct)
@@ -95,8 +94,8 @@ def test_reading_and_answering_show_on_home(client: Client) -> None:
     home = client.get(HOME).content.decode()
     row = _lesson_row(home, lesson.slug)
     assert "✓ read" in row
-    assert f'max="{len(lesson.quiz_blocks)}" value="1"' in row
-    assert f"1/{len(lesson.quiz_blocks)} quizzes right" in row
+    assert f'max="{len(lesson.quiz_ids)}" value="1"' in row
+    assert f"1/{len(lesson.quiz_ids)} quizzes right" in row
     assert f"Continue where you left off: {lesson.title}" in home
     assert _lesson_row(home, lessons[0].slug).count("not read yet") == 1
     overall = re.search(r'id="progress-overall" max="100" value="(\d+)"', home)
@@ -105,7 +104,7 @@ def test_reading_and_answering_show_on_home(client: Client) -> None:
 
 @pytest.mark.django_db
 def test_reset_is_a_post_and_clears_progress(client: Client) -> None:
-    lesson = lesson_get_all()[0]
+    lesson = course_snapshot().lessons[0]
     client.get(lesson_url(lesson.slug))
     assert "✓ read" in _lesson_row(client.get(HOME).content.decode(), lesson.slug)
     assert client.get(reverse("course:progress_reset")).status_code == 405
@@ -118,7 +117,7 @@ def test_reset_is_a_post_and_clears_progress(client: Client) -> None:
 
 @pytest.mark.django_db
 def test_progress_is_per_browser(client: Client) -> None:
-    lesson = lesson_get_all()[0]
+    lesson = course_snapshot().lessons[0]
     client.get(lesson_url(lesson.slug))
     other = Client()
     assert "✓ read" not in other.get(HOME).content.decode()
@@ -159,7 +158,7 @@ class Browser:
 
 
 def test_progress_survives_a_restart_of_the_web_server(server_env: dict[str, str]) -> None:
-    lesson = lesson_get_all()[2]
+    lesson = course_snapshot().lessons[2]
     quiz = first_single_choice_quiz(lesson)
     right = next(c for c in quiz.choices if c.correct)
 
@@ -187,5 +186,5 @@ def test_progress_survives_a_restart_of_the_web_server(server_env: dict[str, str
         stop_process(process)
     row = _lesson_row(home, lesson.slug)
     assert "✓ read" in row
-    assert f"1/{len(lesson.quiz_blocks)} quizzes right" in row
+    assert f"1/{len(lesson.quiz_ids)} quizzes right" in row
     assert f"Continue where you left off: {lesson.title}" in home

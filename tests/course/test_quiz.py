@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import re
 import textwrap
-from dataclasses import dataclass
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
 
-from course.lessons import lesson_get, lesson_get_all
 from course.models import QuizAnswer
-from course.quiz import quiz_check, quiz_parse, validate_quiz_block
+from course.quiz import Quiz, QuizError, QuizSlot, quiz_check, quiz_parse, quiz_slots
+from course.snapshot import course_snapshot
 
 FENCE_LINE = 40  # where the ```quiz fence of the test blocks would sit in a lesson file
 
@@ -33,24 +32,45 @@ GOOD = textwrap.dedent(
 )
 
 
-@dataclass(frozen=True)
-class Block:
-    id: str
-    source: str
-    line: int = FENCE_LINE
+def parse(source: str) -> Quiz:
+    return quiz_parse(source=source, line=FENCE_LINE)
 
 
 def problems(source: str) -> list[str]:
-    return validate_quiz_block(Block("q", textwrap.dedent(source)))
+    try:
+        parse(textwrap.dedent(source))
+    except QuizError as exc:
+        return [str(p) for p in exc.problems]
+    return []
 
 
 def test_good_block_parses_and_validates() -> None:
-    quiz = quiz_parse(Block("kill-sticky-worker", GOOD))
+    quiz = parse(GOOD)
     assert quiz.id == "kill-sticky-worker"
     assert [c.correct for c in quiz.choices] == [False, True]
     assert quiz.hint == "Where did the cart live?"
     assert not quiz.multiple
-    assert validate_quiz_block(Block("kill-sticky-worker", GOOD)) == []
+    assert problems(GOOD) == []
+
+
+def test_inline_text_goes_through_the_callers_renderer() -> None:
+    quiz = quiz_parse(source=GOOD, line=FENCE_LINE, inline=str.upper)
+    assert quiz.question_html == quiz.question.upper()
+    assert [c.feedback_html for c in quiz.choices] == [c.feedback.upper() for c in quiz.choices]
+    assert quiz.hint_html == "WHERE DID THE CART LIVE?"
+
+
+def test_a_repeated_id_makes_every_block_that_uses_it_unusable() -> None:
+    other = GOOD.replace("kill-sticky-worker", "other")
+    first, second, third = quiz_slots(blocks=[(GOOD, 10), (other, 20), (GOOD, 30)])
+    assert first.quiz is None and third.quiz is None
+    assert second.quiz is not None and second.quiz.id == "other"
+    assert [str(p) for p in first.problems] == [
+        "10: quiz id 'kill-sticky-worker' is used again on line 30"
+    ]
+    assert [str(p) for p in third.problems] == [
+        "30: quiz id 'kill-sticky-worker' is also used on line 10"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -134,20 +154,17 @@ def test_several_problems_are_all_reported_in_line_order() -> None:
 
 
 def test_check_single_and_multiple() -> None:
-    quiz = quiz_parse(Block("kill-sticky-worker", GOOD))
+    quiz = parse(GOOD)
     assert quiz_check(quiz=quiz, selected=[2]).correct
     assert not quiz_check(quiz=quiz, selected=[1]).correct
     assert not quiz_check(quiz=quiz, selected=[]).correct
     assert not quiz_check(quiz=quiz, selected=[99]).selected
 
-    multi = quiz_parse(
-        Block(
-            "m",
-            "id: m\nquestion: q\nchoices:\n"
-            "  - {text: a, correct: true, feedback: fa}\n"
-            "  - {text: b, correct: true, feedback: fb}\n"
-            "  - {text: c, correct: false, feedback: fc}\n",
-        )
+    multi = parse(
+        "id: m\nquestion: q\nchoices:\n"
+        "  - {text: a, correct: true, feedback: fa}\n"
+        "  - {text: b, correct: true, feedback: fb}\n"
+        "  - {text: c, correct: false, feedback: fc}\n"
     )
     assert multi.multiple
     assert quiz_check(quiz=multi, selected=[1, 2]).correct
@@ -161,8 +178,8 @@ def test_check_single_and_multiple() -> None:
 
 
 def a_lesson_with_quizzes():
-    for lesson in lesson_get_all():
-        quizzes = [quiz_parse(b) for b in lesson.quiz_blocks]
+    for lesson in course_snapshot().lessons:
+        quizzes = [slot.quiz for slot in lesson.quizzes if slot.quiz is not None]
         if len(quizzes) >= 2:
             return lesson, quizzes
     raise AssertionError("the course has no lesson with two quizzes")
@@ -177,9 +194,9 @@ def answer_url(slug: str, quiz_id: str) -> str:
 
 
 def test_every_quiz_in_the_content_is_valid() -> None:
-    for lesson in lesson_get_all():
-        for block in lesson.quiz_blocks:
-            assert validate_quiz_block(block) == [], (lesson.slug, block.id)
+    for lesson in course_snapshot().lessons:
+        for slot in lesson.quizzes:
+            assert slot.quiz is not None, (lesson.slug, slot.line, slot.problems)
 
 
 @pytest.mark.django_db
@@ -195,29 +212,18 @@ def test_rendered_quiz_has_no_correctness_in_the_page(client: Client) -> None:
             assert _plain(choice.feedback) not in _plain_html(html)
 
 
-@dataclass(frozen=True)
-class FakeLesson:
-    slug: str
-    quiz_blocks: list[Block]
-    html: str = ""
-
-
 def test_moving_the_right_answer_does_not_change_the_html(rf) -> None:
     """The strongest form of 'no answers in the page': the HTML is the same whichever
     choice is the right one."""
     from django.contrib.auth.models import AnonymousUser
-
-    from course.quiz import render_slots
+    from django.template.loader import render_to_string
 
     def render(source: str) -> str:
         request = rf.get("/")
         request.user = AnonymousUser()
-        request.session = {}
-        lesson = FakeLesson("l", [Block("kill-sticky-worker", source)])
-        html = render_slots(
-            html='<div class="quiz-slot" data-quiz="kill-sticky-worker"></div>',
-            lesson=lesson,
-            request=request,
+        slot = QuizSlot(line=FENCE_LINE, quiz=parse(source))
+        html = render_to_string(
+            "course/quiz.html#slot", {"slot": slot, "slug": "l"}, request=request
         )
         return re.sub(r'name="csrfmiddlewaretoken" value="[^"]*"', "", html)
 
@@ -347,7 +353,7 @@ def test_admin_stats_need_staff(client: Client) -> None:
 
 def test_lesson_get_knows_the_lessons_we_use() -> None:
     lesson, _ = a_lesson_with_quizzes()
-    assert lesson_get(slug=lesson.slug).slug == lesson.slug
+    assert course_snapshot().lesson_get(slug=lesson.slug).slug == lesson.slug
 
 
 def _quiz_section(page: str, quiz_id: str) -> str:

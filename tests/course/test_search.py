@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 from django.conf import settings
 from django.test import Client
 from django.urls import reverse
 
-from course import search as search_module
-from course.lessons import lesson_get_all
-from course.search import MAX_QUERY_LENGTH, search_run
+from course.search import MAX_QUERY_LENGTH, SearchResult, search_index_build, search_run
+from course.snapshot import course_snapshot
+from tests.course.conftest import LessonWriter
 
 URL = reverse("course:search")
 
@@ -22,7 +22,13 @@ class FakeLesson:
     slug: str
     title: str
     html: str
-    quiz_blocks: tuple = field(default=())
+
+
+def run(query: str, lessons: list[FakeLesson] | None = None) -> SearchResult:
+    """Search the real course, or these lessons."""
+    if lessons is None:
+        return search_run(query=query, index=course_snapshot().search_index)
+    return search_run(query=query, index=search_index_build(lessons=lessons))
 
 
 def lessons_mentioning(word: str) -> set[str]:
@@ -46,17 +52,17 @@ def _title_only(front_matter: str) -> str:
 def test_sticky_finds_exactly_the_lessons_that_mention_it() -> None:
     expected = lessons_mentioning("sticky")
     assert len(expected) >= 3  # the course talks about sticky sessions in several lessons
-    result = search_run(query="sticky", lessons=lesson_get_all())
+    result = run("sticky")
     assert {hit.slug for hit in result.hits} == expected
 
 
 def test_headings_rank_above_body_for_sticky() -> None:
-    lessons = lesson_get_all()
+    lessons = course_snapshot().lessons
     with_heading = {
         lesson.slug for lesson in lessons if re.search(r"<h[1-4][^>]*>[^<]*[Ss]ticky", lesson.html)
     }
     assert with_heading  # "Sticky sessions" is a section of a lesson
-    hits = search_run(query="sticky", lessons=lessons).hits
+    hits = run("sticky").hits
     top = [hit.slug for hit in hits[: len(with_heading)]]
     assert set(top) == with_heading
     assert any("<mark>" in str(html) for html, _ in hits[0].headings)
@@ -72,7 +78,7 @@ def test_title_beats_heading_beats_body() -> None:
         FakeLesson("many", "Other", "<p>" + "failover " * 30 + "</p>"),
         FakeLesson("none", "Nothing here", "<p>Redis</p>"),
     ]
-    hits = search_run(query="failover", lessons=lessons).hits
+    hits = run("failover", lessons).hits
     assert [hit.slug for hit in hits][:2] == ["title", "heading"]
     assert {hit.slug for hit in hits} == {"title", "heading", "body", "many"}
     assert hits[2].slug == "many"  # among body matches, more mentions rank higher
@@ -83,8 +89,8 @@ def test_every_term_must_match_and_prefixes_match_while_typing() -> None:
         FakeLesson("a", "A", "<p>sticky sessions pin users</p>"),
         FakeLesson("b", "B", "<p>sticky notes</p>"),
     ]
-    assert [h.slug for h in search_run(query="sticky sess", lessons=lessons).hits] == ["a"]
-    assert {h.slug for h in search_run(query="stic", lessons=lessons).hits} == {"a", "b"}
+    assert [h.slug for h in run("sticky sess", lessons).hits] == ["a"]
+    assert {h.slug for h in run("stic", lessons).hits} == {"a", "b"}
 
 
 def test_quizzes_and_diagrams_and_permalinks_are_not_indexed() -> None:
@@ -94,17 +100,17 @@ def test_quizzes_and_diagrams_and_permalinks_are_not_indexed() -> None:
             "A",
             '<h2 id="x">Intro<a class="headerlink" href="#x">#</a></h2>'
             '<pre class="mermaid">flowchart LR</pre>'
-            '<div class="quiz-slot" data-quiz="q"></div><p>body</p>',
+            "<p>body</p>",
         )
     ]
-    assert search_run(query="flowchart", lessons=lessons).hits == []
-    hit = search_run(query="intro", lessons=lessons).hits[0]
+    assert run("flowchart", lessons).hits == []
+    hit = run("intro", lessons).hits[0]
     assert str(hit.headings[0][0]) == "<mark>Intro</mark>"
 
 
 def test_highlighting_escapes_content_and_query() -> None:
     lessons = [FakeLesson("a", "A <b>", "<p>Use &lt;script&gt;alert(1)&lt;/script&gt; sticky</p>")]
-    hit = search_run(query="<script>sticky", lessons=lessons).hits[0]
+    hit = run("<script>sticky", lessons).hits[0]
     snippet = str(hit.snippets[0])
     assert "<script>" not in snippet
     assert "&lt;<mark>script</mark>&gt;" in snippet
@@ -112,13 +118,15 @@ def test_highlighting_escapes_content_and_query() -> None:
     assert str(hit.title_html) == "A &lt;b&gt;"
 
 
-def test_index_is_rebuilt_when_content_changes() -> None:
-    first = [FakeLesson("a", "A", "<p>alpha</p>")]
-    assert search_run(query="alpha", lessons=first).hits
-    changed = [FakeLesson("a", "A", "<p>beta</p>")]
-    assert not search_run(query="alpha", lessons=changed).hits
-    assert search_run(query="beta", lessons=changed).hits
-    assert len(search_module._cache) == 1
+def test_quiz_text_is_not_in_the_index(write_lesson: LessonWriter) -> None:
+    quiz = (
+        "```quiz\nid: q\nquestion: Zebras?\nchoices:\n"
+        "  - {text: a, correct: true, feedback: f}\n"
+        "  - {text: b, correct: false, feedback: g}\n```\n"
+    )
+    write_lesson("a", body=f"## Intro\n\nOkapis.\n\n{quiz}")
+    assert run("okapis").hits
+    assert not run("zebras").hits
 
 
 @pytest.mark.parametrize(
@@ -132,7 +140,7 @@ def test_index_is_rebuilt_when_content_changes() -> None:
     ],
 )
 def test_query_limits_and_hints(query: str, message: str) -> None:
-    result = search_run(query=query, lessons=lesson_get_all())
+    result = run(query)
     assert message in result.message
     assert result.hits == []
 

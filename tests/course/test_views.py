@@ -11,12 +11,11 @@ from django.conf import settings
 from django.test import Client
 from django.utils.html import escape
 
-from course import lessons
-from course.lessons import lesson_get, lesson_paths
-from course.quiz import CSRF_SLOT
+from course import snapshot
+from course.snapshot import course_snapshot
 from tests.course.conftest import LessonWriter, lesson_text
 
-REAL_LESSONS = [p.stem for p in lesson_paths(content_dir=Path(settings.BASE_DIR) / "content")]
+REAL_LESSONS = [p.stem for p in sorted((Path(settings.BASE_DIR) / "content").glob("*.md"))]
 DIAGRAM = "```mermaid\ngraph TD\n  A --> B\n```\n"
 BOOSTED = {"HX-Request": "true", "HX-Boosted": "true"}
 
@@ -30,7 +29,7 @@ def csp(response) -> dict[str, str]:  # type: ignore[no-untyped-def]
 def test_every_real_lesson_page_shows_its_title(client: Client, slug: str) -> None:
     response = client.get(f"/lessons/{slug}/")
     assert response.status_code == 200
-    title = lesson_get(slug=slug).title
+    title = course_snapshot().lesson_get(slug=slug).title
     assert f'<h1 id="lesson-title">{escape(title)}</h1>' in response.text
 
 
@@ -120,18 +119,18 @@ choices:
 
 
 @pytest.mark.django_db
-def test_a_lesson_page_rendered_once_keeps_each_learners_parts_their_own(
+def test_each_learner_gets_their_own_token_feedback_and_staff_note(
     admin_client: Client, write_lesson: LessonWriter
 ) -> None:
-    """The page is rendered once per version of the lesson; the token, a no-JavaScript
-    answer's feedback and the staff note belong to the request that asked."""
+    """The course snapshot is shared by every request; the token, a no-JavaScript answer's
+    feedback and the staff note belong to the request that asked."""
     path = write_lesson("q", body=f"## Quiz\n\n{QUIZ}")
     assert f"<code>{path}</code>" in admin_client.get("/lessons/q/").text
     learner, other = Client(enforce_csrf_checks=True), Client(enforce_csrf_checks=True)
     tokens = []
     for client in (learner, other):
         page = client.get("/lessons/q/").text
-        assert CSRF_SLOT not in page and path.name not in page
+        assert path.name not in page
         (header,) = re.findall(r'"X-CSRFToken": "([^"]+)"', page)
         (field,) = re.findall(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
         assert header == field
@@ -256,13 +255,13 @@ def test_a_lesson_too_slow_to_render_is_unavailable_and_not_rendered_again(
     settings.LESSON_RENDER_SECONDS = 1
     path = write_lesson("slow", body="## Slow\n\n" + "[" * 40_000 + "\n")
     renders: list[str] = []
-    real_render = lessons.markdown_render_bounded
+    real_render = snapshot.markdown_render_bounded
 
     def counting_render(**kwargs: Any) -> Any:
         renders.append(kwargs["text"].lstrip()[:7])
         return real_render(**kwargs)
 
-    monkeypatch.setattr(lessons, "markdown_render_bounded", counting_render)
+    monkeypatch.setattr(snapshot, "markdown_render_bounded", counting_render)
 
     learner = client.get("/lessons/slow/")
     assert learner.status_code == 404
