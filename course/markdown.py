@@ -96,6 +96,7 @@ class RenderedMarkdown:
     parts: tuple[str, ...]
     quizzes: tuple[QuizSlot, ...]
     toc: tuple[TocEntry, ...]
+    toc_html: str  # the table of contents as python-markdown writes it, sanitized
     heading_ids: frozenset[str]
     links: tuple[str, ...]  # authored hrefs, in document order (not permalinks, footnotes)
     has_diagram: bool
@@ -187,6 +188,7 @@ def markdown_render(*, text: str, first_line: int = 1) -> RenderedMarkdown:
         parts=parts,
         quizzes=quizzes,
         toc=tuple(_toc_entry(token) for token in md.toc_tokens),  # type: ignore[attr-defined]
+        toc_html=html_sanitize(html=md.toc),  # type: ignore[attr-defined]
         heading_ids=frozenset(facts.heading_ids),
         links=tuple(facts.links),
         has_diagram=facts.has_diagram,

@@ -48,6 +48,10 @@ class Quiz:
         """Several correct choices: the form uses checkboxes, and all of them are needed."""
         return sum(c.correct for c in self.choices) > 1
 
+    @property
+    def input_type(self) -> str:
+        return "checkbox" if self.multiple else "radio"
+
 
 @dataclass(frozen=True)
 class QuizProblem:

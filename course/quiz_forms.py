@@ -10,6 +10,7 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+from django.urls import reverse
 from django.utils.safestring import SafeString, mark_safe
 
 from course.markdown import RenderedMarkdown
@@ -24,9 +25,16 @@ class PagePart:
     html: SafeString  # a piece of the lesson's sanitized HTML
     slot: QuizSlot | None  # the quiz that follows it (None after the last piece)
     result: QuizResult | None = None  # its answer, shown once after a no-JavaScript POST
+    action: str = ""  # where the quiz's form posts
+
+    @property
+    def checked(self) -> frozenset[int]:
+        return frozenset(c.number for c in self.result.selected) if self.result else frozenset()
 
 
-def page_parts(*, rendered: RenderedMarkdown, flash: dict[str, Any] | None) -> list[PagePart]:
+def page_parts(
+    *, rendered: RenderedMarkdown, slug: str, flash: dict[str, Any] | None
+) -> list[PagePart]:
     slots: list[QuizSlot | None] = [*rendered.quizzes, None]
     parts = []
     for html, slot in zip(rendered.parts, slots, strict=True):
@@ -35,7 +43,8 @@ def page_parts(*, rendered: RenderedMarkdown, flash: dict[str, Any] | None) -> l
         if flash is not None and quiz is not None and flash.get("quiz") == quiz.id:
             result = quiz_check(quiz=quiz, selected=flash.get("selected") or [])
         # The one place where a lesson's HTML enters a page: sanitized by course.markdown.
-        parts.append(PagePart(html=mark_safe(html), slot=slot, result=result))  # noqa: S308
+        action = reverse("course:quiz_answer", args=[slug, quiz.id]) if quiz else ""
+        parts.append(PagePart(html=mark_safe(html), slot=slot, result=result, action=action))  # noqa: S308
     return parts
 
 

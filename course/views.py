@@ -73,7 +73,8 @@ def _lesson_page(
     context = {
         "lesson": lesson,
         "slug": lesson.slug,
-        "parts": page_parts(rendered=lesson.rendered, flash=flash),
+        "parts": page_parts(rendered=lesson.rendered, slug=lesson.slug, flash=flash),
+        "staff": _is_staff(request),
         "number": snapshot.number(slug=lesson.slug),
         "previous": previous,
         "next": following,

@@ -27,7 +27,10 @@ def _context(*, text: str, slug: str) -> dict[str, object]:
         "slug": preview.slug,
         "text": text,
         "preview": preview,
-        "parts": page_parts(rendered=preview.rendered, flash=None) if preview.rendered else [],
+        "parts": page_parts(rendered=preview.rendered, slug=preview.slug, flash=None)
+        if preview.rendered
+        else [],
+        "staff": True,
         "lesson_file": preview.file,
         "max_kb": MAX_PREVIEW_BYTES // 1024,
     }
