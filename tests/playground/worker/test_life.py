@@ -14,7 +14,8 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.playground.worker.conftest import ROOT, Worker
+from tests.conftest import ROOT
+from tests.playground.worker.conftest import Worker
 
 
 def test_sigterm_drains_the_request_in_flight_then_exits_0(
