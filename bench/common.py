@@ -246,7 +246,7 @@ class Stack(contextlib.ExitStack):
             stdin=subprocess.DEVNULL,
             stdout=handle,
             stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,  # noqa: PLW1509 - no threads here
+            preexec_fn=die_with_parent,  # safe: no threads here
         )
         self.callback(stop_process, process)
         return process, log
@@ -292,7 +292,7 @@ class Stack(contextlib.ExitStack):
         """`manage.py runlabs`, returned once its heartbeat is in Redis (it serves)."""
         import redis
 
-        protocol = require_import("playground.labhost.protocol", "the lab host is missing")
+        protocol = require_import("playground.labprotocol", "the lab host is missing")
         if not (ROOT / "playground/management/commands/runlabs.py").exists():
             raise Skip("the lab host command `manage.py runlabs` does not exist yet")
         process, log = self.spawn(

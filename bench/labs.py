@@ -197,7 +197,8 @@ class Subscriber:
                 "reply_channel": self.channel,
             },
         )
-        await asyncio.wait_for(lab.created, 15)
+        async with asyncio.timeout(15):
+            await lab.created
         await asyncio.sleep(random.uniform(0, 0.05))
         await self.attach(lab)  # become a viewer: the host pushes only to watched labs
         return lab
@@ -249,7 +250,7 @@ async def _run(
     import psutil
 
     core = require_import("channels_redis.core", "channels-redis is not installed")
-    protocol = require_import("playground.labhost.protocol", "the lab host is missing")
+    protocol = require_import("playground.labprotocol", "the lab host is missing")
     layer = core.RedisChannelLayer(hosts=[redis_url], capacity=1000)
     sub = Subscriber(layer, await layer.new_channel(), protocol.HOST_CHANNEL)
     host = psutil.Process(host_pid)
@@ -268,7 +269,8 @@ async def _run(
             new = target - len(sub.labs)
             try:
                 created = await asyncio.gather(*(sub.create(next(modes)) for _ in range(new)))
-                await asyncio.wait_for(asyncio.gather(*(lab.running.wait() for lab in created)), 40)
+                async with asyncio.timeout(40):
+                    await asyncio.gather(*(lab.running.wait() for lab in created))
             except (TimeoutError, RuntimeError) as exc:
                 stopped = f"stopped at {target} labs: labs did not all start ({exc or 'timeout'})"
                 break

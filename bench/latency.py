@@ -44,7 +44,8 @@ async def _labs_and_probe(
         )
         try:
             assert probe.stdin is not None and probe.stdout is not None
-            ready = await asyncio.wait_for(probe.stdout.readline(), 30)
+            async with asyncio.timeout(30):
+                ready = await probe.stdout.readline()
             if ready.strip() != b"ready":
                 raise RuntimeError(f"the Redis probe did not start: {ready!r}")
             await asyncio.sleep(warm)
@@ -57,7 +58,8 @@ async def _labs_and_probe(
             for mode, lab in labs.items():
                 found[mode] = dict(lab.metrics.latency_between(start[mode], lab.now()))
                 found[mode]["failed"] = lab.metrics.requests_failed - failed[mode]
-            out = await asyncio.wait_for(probe.stdout.read(), 30)
+            async with asyncio.timeout(30):
+                out = await probe.stdout.read()
             await probe.wait()
         finally:
             if probe.returncode is None:

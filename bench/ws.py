@@ -44,15 +44,16 @@ class WebSocket:
         opened: asyncio.Future[None] = loop.create_future()
 
         class Client(WebSocketClientProtocol):  # type: ignore[misc]
-            def onOpen(self) -> None:  # noqa: N802 - autobahn's names
+            # autobahn names these callbacks (camelCase, its arguments too).
+            def onOpen(self) -> None:
                 if not opened.done():
                     opened.set_result(None)
 
-            def onMessage(self, payload: bytes, isBinary: bool) -> None:  # noqa: N802, N803
+            def onMessage(self, payload: bytes, isBinary: bool) -> None:
                 text = payload.decode(errors="replace")
                 ws.messages.put_nowait((time.perf_counter(), text))
 
-            def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:  # noqa: N802, N803
+            def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
                 ws.closed = WebSocketClosed(code, reason)
                 ws.messages.put_nowait((time.perf_counter(), None))
                 if not opened.done():
@@ -62,12 +63,14 @@ class WebSocket:
         factory = WebSocketClientFactory(url, origin=origin, headers=headers)
         factory.protocol = Client
         parts = urllib.parse.urlsplit(url)
-        _, protocol = await asyncio.wait_for(
-            loop.create_connection(factory, parts.hostname or "127.0.0.1", parts.port or 80), within
-        )
+        async with asyncio.timeout(within):
+            _, protocol = await loop.create_connection(
+                factory, parts.hostname or "127.0.0.1", parts.port or 80
+            )
         ws.protocol = protocol
         try:
-            await asyncio.wait_for(opened, within)
+            async with asyncio.timeout(within):
+                await opened
         except BaseException:
             protocol.dropConnection(abort=True)
             raise
@@ -75,7 +78,8 @@ class WebSocket:
 
     async def recv(self, within: float) -> tuple[float, str]:
         """(arrival time, text) of the next message; TimeoutError, or WebSocketClosed."""
-        arrived, text = await asyncio.wait_for(self.messages.get(), within)
+        async with asyncio.timeout(within):
+            arrived, text = await self.messages.get()
         if text is None:
             assert self.closed is not None
             raise self.closed

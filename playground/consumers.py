@@ -1,6 +1,6 @@
 """The lab socket: relays a learner's commands to the lab host and its snapshots back as HTML.
 
-Thin on purpose: it checks who is asking and what they ask (protocol.command_parse), forwards
+Thin on purpose: it checks who is asking and what they ask (labprotocol.command_parse), forwards
 it over the Channels layer, and renders what the host pushes with template partials. It holds
 no lab state; the lab lives in the lab host process.
 """
@@ -15,9 +15,9 @@ from typing import Any
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.template.loader import render_to_string
 
+from playground import labprotocol
 from playground.lab.config import MAX_WORKERS
-from playground.labhost import protocol
-from playground.labhost.client import host_name
+from playground.labclient import RateLimiter, host_name
 
 TEMPLATE = "playground/lab.html"
 MESSAGES_PER_SECOND = 10
@@ -31,16 +31,20 @@ HOST_SILENT = 4.0  # no word for this long: the host is gone
 class LabConsumer(AsyncJsonWebsocketConsumer):
     """/ws/labs/<lab_id>/: only the browser session that started the lab may use it."""
 
+    # The clock the rate limit reads: a class attribute so that a test can give the socket
+    # a clock of its own, and prove a refill without waiting for one.
+    limiter_clock = staticmethod(time.monotonic)
+
     async def connect(self) -> None:
         self.lab_id: str = self.scope["url_route"]["kwargs"]["lab_id"]
-        self.group = protocol.group_name(self.lab_id)
+        self.group = labprotocol.group_name(self.lab_id)
         self.host = host_name()
         self.joined = False
         self.finished = False
         self.heard = time.monotonic()
         self.attached_at = 0.0
-        self.limiter = protocol.RateLimiter(
-            rate=MESSAGES_PER_SECOND, burst=MESSAGE_BURST, clock=time.monotonic
+        self.limiter = RateLimiter(
+            rate=MESSAGES_PER_SECOND, burst=MESSAGE_BURST, clock=self.limiter_clock
         )
         self.watchdog: asyncio.Task[None] | None = None
         session = self.scope.get("session")
@@ -48,9 +52,9 @@ class LabConsumer(AsyncJsonWebsocketConsumer):
         # Accept first, then close with a code: a refused handshake reads as a network error
         # (1006) in the browser, and htmx would retry it forever.
         await self.accept()
-        if not self.owner or not protocol.LAB_ID.match(self.lab_id):
+        if not self.owner or not labprotocol.LAB_ID.match(self.lab_id):
             await self.end(
-                code=protocol.CLOSE_FORBIDDEN,
+                code=labprotocol.CLOSE_FORBIDDEN,
                 reason="This lab belongs to another browser session.",
                 kind="refused",
             )
@@ -73,11 +77,11 @@ class LabConsumer(AsyncJsonWebsocketConsumer):
             return
         try:
             if not self.limiter.allow():
-                raise protocol.CommandError(
+                raise labprotocol.CommandError(
                     f"Too many messages: at most {MESSAGES_PER_SECOND} a second."
                 )
-            command = protocol.command_parse(text_data, bytes_data)
-        except protocol.CommandError as exc:
+            command = labprotocol.command_parse(text_data, bytes_data)
+        except labprotocol.CommandError as exc:
             await self.send_error(str(exc))
             return
         await self.to_host("lab.command", owner=self.owner, **command)
@@ -105,7 +109,7 @@ class LabConsumer(AsyncJsonWebsocketConsumer):
             now = time.monotonic()
             if now - self.heard > HOST_SILENT:
                 await self.end(
-                    code=protocol.CLOSE_HOST_DOWN,
+                    code=labprotocol.CLOSE_HOST_DOWN,
                     reason="The lab host stopped answering, so this lab is gone.",
                     kind="closed",
                 )
@@ -135,12 +139,12 @@ class LabConsumer(AsyncJsonWebsocketConsumer):
 
     async def lab_refused(self, event: dict[str, Any]) -> None:
         await self.end(
-            code=protocol.CLOSE_FORBIDDEN, reason=str(event.get("message", "")), kind="refused"
+            code=labprotocol.CLOSE_FORBIDDEN, reason=str(event.get("message", "")), kind="refused"
         )
 
     async def lab_closed(self, event: dict[str, Any]) -> None:
         await self.end(
-            code=protocol.CLOSE_GONE,
+            code=labprotocol.CLOSE_GONE,
             reason=str(event.get("reason") or "This lab has ended."),
             kind="closed",
         )

@@ -1,6 +1,6 @@
 """Playground pages: the start form, and the page that shows a running lab.
 
-Thin: the form validates, the lab host (through labhost.client) does the rest. The web tier
+Thin: the form validates, the lab host (through labclient) does the rest. The web tier
 keeps no lab state: which labs exist and whose they are is the host's registry in Redis; the
 session only holds the learner's owner token and their recent lab ids.
 """
@@ -17,9 +17,9 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
+from playground import labclient as client
 from playground.forms import LabStartForm
-from playground.labhost import client
-from playground.labhost.client import LabHostUnavailable, LabRefused
+from playground.labclient import LabHostUnavailable, LabRefused
 
 LAB_ID_ALPHABET = string.ascii_lowercase + string.digits
 RECENT_LABS = 2

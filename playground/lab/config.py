@@ -15,7 +15,21 @@ MAX_WORKERS = 6
 MAX_USERS = 50
 MIN_RATE = 1.0
 MAX_RATE = 200.0
+# The engine's rule for a lab id: any name a caller (a test, runscenario, the lab host)
+# gives, as long as it is safe in the Redis key prefix of the lab's sessions. Wider than the
+# web tier's rule on purpose (playground.labprotocol.LAB_ID): that one guards ids that come
+# from browsers and name URLs, Channels groups and registry keys; the engine trusts its
+# callers and must not refuse their names ("scenario-1764495600").
 LAB_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+# The knobs a running lab can change (Lab.set), with the JSON types each accepts: kept here
+# only. The web tier's check of a `set` command (playground.labprotocol) is derived from it.
+SETTABLE: dict[str, tuple[type, ...]] = {
+    "sticky": (bool,),
+    "auto_restart": (bool,),
+    "rate": (int, float),
+    "users": (int,),
+    "balancing": (str,),
+}
 
 
 @dataclass

@@ -9,22 +9,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from .balancer import Backend, Balancer
-from .config import MAX_WORKERS, LabConfig
+from .config import MAX_WORKERS, SETTABLE, LabConfig
 from .errors import LabError
-from .events import EventLog
+from .events import EventCallback, EventLog
 from .metrics import Metrics
 from .process import Supervisor, WorkerProcess, WorkerSpec, describe_exit
 from .users import Crowd
 
-EventCallback = Callable[[dict[str, Any]], None]
 STOP_GRACE = 3.0  # SIGKILL a worker that has not drained within this
 WORK_MS = 5.0  # each shop request does this much "work" (pricing, stock): requests overlap
-SETTABLE = ("sticky", "rate", "balancing", "auto_restart", "users")
 
 
 @dataclass
@@ -343,7 +341,7 @@ class Lab:
     # -- knobs --
 
     async def set(self, **changes: Any) -> None:
-        """Change any of sticky, rate, balancing, auto_restart, users (validated)."""
+        """Change any of the knobs in config.SETTABLE (validated)."""
         self._require_running()
         unknown = sorted(set(changes) - set(SETTABLE))
         if unknown:

@@ -60,6 +60,7 @@ class VirtualUser:
         self.carts: list[Cart] | None = [[]]
         self.relogin_due = False
         self.lost_on: dict[str, int] = {}  # worker -> sessions of this user lost there
+        self.checked = 0  # answers checked against its session: each could have been a loss
         self.next_send = 0.0
         self.task: asyncio.Task[None] | None = None
 
@@ -182,6 +183,7 @@ class VirtualUser:
         self.carts = [list(items)]
 
     def _check_session(self, response: Response) -> None:
+        self.checked += 1
         if response.status != 401:
             return
         # The user had a session and the server does not know it: lost.

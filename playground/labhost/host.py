@@ -20,9 +20,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from playground import labprotocol
 from playground.lab import Lab, LabConfig, LabError
+from playground.lab.events import EventCallback
 
-from . import protocol
+from .limits import HostLimits
 
 log = logging.getLogger("playground.labhost")
 
@@ -31,24 +33,14 @@ HEARTBEAT_TTL = 3  # seconds; the web tier says "the lab host is not running" on
 LAB_KEY_TTL = 5  # registry entries outlive a missed heartbeat or two, not a dead host
 START_TIMEOUT = 20.0
 MIN_PUSH_GAP = 0.05  # at most 20 snapshots a second per lab, however busy its event stream
-# What the start form may set; the rest of LabConfig is the host's business.
+# What a lab.create may set (the contract's `config`, see docs/playground-contract.md); the
+# rest of LabConfig is the host's business. Not the knobs of a running lab: those are
+# playground.lab.config.SETTABLE, which also has auto_restart and lacks mode and workers.
 CREATE_FIELDS = frozenset({"mode", "workers", "users", "rate", "sticky", "balancing"})
 
 
 class HostAlreadyRunning(RuntimeError):
     """Another live lab host already serves this name on this Redis."""
-
-
-@dataclass(frozen=True)
-class HostLimits:
-    max_labs: int = 50
-    # Starting a third lab closes the owner's oldest one rather than refusing: a learner who
-    # left a lab tab behind and starts again means "a new lab", not "explain my old tabs".
-    max_per_owner: int = 2
-    idle_timeout: float = 60.0  # closed this long after its last viewer left
-    max_lifetime: float = 30 * 60.0
-    push_interval: float = 0.2  # 5 snapshots a second to every viewer
-    viewer_lease: float = 30.0  # consumers re-attach every few seconds; silence means gone
 
 
 @dataclass(eq=False)
@@ -71,7 +63,7 @@ class HostedLab:
 
     @property
     def group(self) -> str:
-        return protocol.group_name(self.lab_id)
+        return labprotocol.group_name(self.lab_id)
 
 
 class LabHost:
@@ -82,7 +74,7 @@ class LabHost:
         *,
         layer: Any,
         redis: Any,
-        name: str = protocol.HOST_CHANNEL,
+        name: str = labprotocol.HOST_CHANNEL,
         lab_redis_url: str | None = None,
         limits: HostLimits | None = None,
         lab_factory: Callable[..., Lab] = Lab,
@@ -137,7 +129,7 @@ class LabHost:
         return [pid for hosted in self.labs.values() for pid in hosted.lab.pids()]
 
     async def _claim(self) -> None:
-        key = protocol.heartbeat_key(self.name)
+        key = labprotocol.heartbeat_key(self.name)
         # A host that was just killed leaves its key for up to HEARTBEAT_TTL seconds.
         deadline = self.clock() + self.claim_timeout
         while not await self.redis.set(key, self._heartbeat_value(), nx=True, ex=HEARTBEAT_TTL):
@@ -149,7 +141,7 @@ class LabHost:
             await asyncio.sleep(0.25)
 
     async def _release(self) -> None:
-        key = protocol.heartbeat_key(self.name)
+        key = labprotocol.heartbeat_key(self.name)
         with contextlib.suppress(Exception):
             value = await self.redis.get(key)
             if value and json.loads(value).get("id") == self.host_id:
@@ -170,9 +162,11 @@ class LabHost:
 
     async def _heartbeat(self) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(protocol.heartbeat_key(self.name), self._heartbeat_value(), ex=HEARTBEAT_TTL)
+            pipe.set(
+                labprotocol.heartbeat_key(self.name), self._heartbeat_value(), ex=HEARTBEAT_TTL
+            )
             for lab_id in self.labs:
-                pipe.expire(protocol.lab_key(lab_id), LAB_KEY_TTL)
+                pipe.expire(labprotocol.lab_key(lab_id), LAB_KEY_TTL)
             await pipe.execute()
         now = self.clock()
         for hosted in list(self.labs.values()):
@@ -299,16 +293,17 @@ class LabHost:
 
     async def _register(self, hosted: HostedLab) -> None:
         record = {
-            "owner": protocol.owner_digest(hosted.owner),
+            "owner": labprotocol.owner_digest(hosted.owner),
             "host": self.name,
             "mode": hosted.lab.config.mode,
             "created": time.time(),
         }
-        await self.redis.set(protocol.lab_key(hosted.lab_id), json.dumps(record), ex=LAB_KEY_TTL)
+        await self.redis.set(labprotocol.lab_key(hosted.lab_id), json.dumps(record), ex=LAB_KEY_TTL)
 
     async def _lab_start(self, hosted: HostedLab) -> None:
         try:
-            await asyncio.wait_for(hosted.lab.start(), timeout=START_TIMEOUT)
+            async with asyncio.timeout(START_TIMEOUT):
+                await hosted.lab.start()
         except (LabError, TimeoutError) as exc:
             reason = str(exc) if isinstance(exc, LabError) else "The lab took too long to start."
             log.warning("lab %s failed to start: %s", hosted.lab_id, reason)
@@ -327,7 +322,7 @@ class LabHost:
             await self._reply(
                 message,
                 "lab.refused",
-                code=protocol.CLOSE_FORBIDDEN,
+                code=labprotocol.CLOSE_FORBIDDEN,
                 message="This lab belongs to another browser session.",
             )
             return None
@@ -404,7 +399,8 @@ class LabHost:
         while True:
             wait = hosted.last_push + interval - self.clock()
             if wait > 0 and not hosted.dirty.is_set():
-                # asyncio.timeout, not wait_for: no extra task per wait (5 a second per lab).
+                # asyncio.timeout, not wait_for (see playground.lab.users), and no extra task
+                # per wait (5 a second per lab).
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(wait):
                         await hosted.dirty.wait()
@@ -426,7 +422,8 @@ class LabHost:
         if hosted.starter is not None and not hosted.starter.done():
             # Let start() finish or fail on its own (it cleans up after itself), bounded.
             with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(hosted.starter), timeout=START_TIMEOUT)
+                async with asyncio.timeout(START_TIMEOUT):
+                    await asyncio.shield(hosted.starter)
             hosted.starter.cancel()
         try:
             await hosted.lab.close()
@@ -435,7 +432,7 @@ class LabHost:
         finally:
             self.labs.pop(hosted.lab_id, None)
             with contextlib.suppress(Exception):
-                await self.redis.delete(protocol.lab_key(hosted.lab_id))
+                await self.redis.delete(labprotocol.lab_key(hosted.lab_id))
             with contextlib.suppress(Exception):
                 await self.layer.group_send(
                     hosted.group, {"type": "lab.closed", "lab_id": hosted.lab_id, "reason": reason}
@@ -443,7 +440,7 @@ class LabHost:
             log.info("lab %s closed: %s", hosted.lab_id, reason)
 
 
-def _waker(event: asyncio.Event) -> Callable[[dict[str, Any]], None]:
+def _waker(event: asyncio.Event) -> EventCallback:
     """The engine's on_event callback: wake the lab's publisher, never block."""
     loop = asyncio.get_running_loop()
 
@@ -456,7 +453,7 @@ def _waker(event: asyncio.Event) -> Callable[[dict[str, Any]], None]:
 def _operation(lab: Lab, message: dict[str, Any]) -> Callable[[], Awaitable[Any]] | str:
     """The engine call a lab.command asks for, or why there is none."""
     action, worker, value = message.get("action"), message.get("worker"), message.get("value")
-    if action in protocol.WORKER_ACTIONS:
+    if action in labprotocol.WORKER_ACTIONS:
         if not isinstance(worker, str):
             return f"{action} needs a worker."
         method = {

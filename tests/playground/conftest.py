@@ -27,8 +27,9 @@ from channels_redis.core import RedisChannelLayer
 from django.contrib.sessions.backends.cache import SessionStore
 
 from config.lifeline import die_with_parent
-from playground.labhost import protocol
-from playground.labhost.host import HostLimits, LabHost
+from playground import labprotocol
+from playground.labhost.host import LabHost
+from playground.labhost.limits import HostLimits
 from tests.conftest import ROOT, stop_process
 
 ORIGIN = (b"origin", b"http://127.0.0.1")
@@ -90,7 +91,7 @@ async def start_labhost(redis_url: str, settings: Any) -> AsyncIterator[Callable
         host = LabHost(layer=layer, redis=client, name=name, lab_redis_url=redis_url, limits=limits)
         stop = asyncio.Event()
         task = asyncio.create_task(host.run(stop))
-        await eventually(lambda: client_exists(redis_url, protocol.heartbeat_key(name)), 5)
+        await eventually(lambda: client_exists(redis_url, labprotocol.heartbeat_key(name)), 5)
         if not running:
             settings.PLAYGROUND_LABHOST = name
         entry = RunningHost(host=host, layer=layer, client=client, stop=stop, task=task)
@@ -101,7 +102,8 @@ async def start_labhost(redis_url: str, settings: Any) -> AsyncIterator[Callable
     for entry in running:
         entry.stop.set()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(entry.task, 30)
+            async with asyncio.timeout(30):
+                await entry.task
         await entry.client.aclose()
         await entry.layer.close_pools()
         assert entry.host.labs == {}
@@ -157,7 +159,7 @@ class HostProcess:
         return psutil.Process(self.process.pid).children(recursive=True)
 
     def lab_ids(self) -> list[str]:
-        keys = _sync_redis(self.redis_url).keys(protocol.lab_key("*"))
+        keys = _sync_redis(self.redis_url).keys(labprotocol.lab_key("*"))
         return [key.decode().rsplit(":", 1)[1] for key in keys]
 
 
@@ -168,14 +170,14 @@ def start_runlabs(env: dict[str, str], redis_url: str, name: str | None = None) 
         env=env,
         preexec_fn=die_with_parent,
     )
-    key = protocol.heartbeat_key(name or protocol.HOST_CHANNEL)
+    key = labprotocol.heartbeat_key(name or labprotocol.HOST_CHANNEL)
     deadline = time.monotonic() + 20
     while not client_exists(redis_url, key):
         if process.poll() is not None or time.monotonic() > deadline:
             stop_process(process)
             raise RuntimeError(f"runlabs did not start (exit code {process.returncode})")
         time.sleep(0.05)
-    return HostProcess(process=process, redis_url=redis_url, name=name or protocol.HOST_CHANNEL)
+    return HostProcess(process=process, redis_url=redis_url, name=name or labprotocol.HOST_CHANNEL)
 
 
 def stop_runlabs_checked(host: HostProcess) -> None:

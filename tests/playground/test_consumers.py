@@ -15,9 +15,9 @@ import pytest
 from channels.testing import WebsocketCommunicator
 
 from config.asgi import application
-from playground.consumers import LabConsumer
-from playground.labhost import protocol
-from playground.labhost.client import alab_create
+from playground import labprotocol
+from playground.consumers import MESSAGE_BURST, LabConsumer
+from playground.labclient import alab_create
 
 from .conftest import RunningHost, gone_within, session_headers
 
@@ -39,6 +39,24 @@ async def sockets() -> AsyncIterator[Callable[..., WebsocketCommunicator]]:
     yield open_socket
     for communicator in opened:
         await communicator.disconnect()
+
+
+class Clock:
+    """A clock that moves only when the test moves it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def limiter_clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """The lab sockets' rate limit reads this clock (time stands still unless moved)."""
+    clock = Clock()
+    monkeypatch.setattr(LabConsumer, "limiter_clock", staticmethod(clock))
+    return clock
 
 
 async def start_lab(owner: str, **config: Any) -> str:
@@ -113,11 +131,11 @@ async def test_another_session_is_refused_with_4403(
         assert connected  # accepted, then closed with a reason the page can show
         message = await socket.receive_json_from()
         assert message["type"] == "refused"
-        assert message["code"] == protocol.CLOSE_FORBIDDEN
+        assert message["code"] == labprotocol.CLOSE_FORBIDDEN
         assert "another browser session" in message["html"]
         assert await socket.receive_output() == {
             "type": "websocket.close",
-            "code": protocol.CLOSE_FORBIDDEN,
+            "code": labprotocol.CLOSE_FORBIDDEN,
         }
 
 
@@ -142,7 +160,7 @@ BAD_MESSAGES = [
 
 
 async def test_each_bad_message_gets_an_error_and_the_socket_stays_open(
-    labhost: RunningHost, owner_session: Any, sockets: Any
+    labhost: RunningHost, owner_session: Any, sockets: Any, limiter_clock: Clock
 ) -> None:
     _, socket, _ = await watch_new_lab(owner_session, sockets)
     sticky = True
@@ -155,11 +173,11 @@ async def test_each_bad_message_gets_an_error_and_the_socket_stays_open(
         sticky = not sticky
         await socket.send_json_to({"action": "set", "sticky": sticky})
         await snapshot_where(socket, lambda s, want=sticky: s["sticky"] is want)
-        await asyncio.sleep(0.1)  # stay under the flood limit: this test is not about it
+        limiter_clock.now += 1  # the rate limit refills: this test is not about floods
 
 
 async def test_binary_frames_and_floods_get_errors_too(
-    labhost: RunningHost, owner_session: Any, sockets: Any
+    labhost: RunningHost, owner_session: Any, sockets: Any, limiter_clock: Clock
 ) -> None:
     _, socket, _ = await watch_new_lab(owner_session, sockets)
     await socket.send_to(bytes_data=b'{"action": "reset"}')
@@ -170,8 +188,12 @@ async def test_binary_frames_and_floods_get_errors_too(
     while len([m for m in messages if m["type"] == "error"]) < 40:
         messages.append(await socket.receive_json_from(timeout=10))
     errors = [m["message"] for m in messages if m["type"] == "error"]
-    assert any("Too many messages" in e for e in errors)
-    await asyncio.sleep(0.5)  # the bucket refills
+    # Time stands still: the burst (the binary frame took one) and not one message more.
+    assert all("Unknown action" in e for e in errors[: MESSAGE_BURST - 1])
+    assert all("Too many messages" in e for e in errors[MESSAGE_BURST - 1 :])
+    await socket.send_json_to({"action": "set", "sticky": False})
+    assert "Too many messages" in (await error_after(socket))["message"]
+    limiter_clock.now += 0.5  # the bucket refills
     await socket.send_json_to({"action": "set", "sticky": False})
     await snapshot_where(socket, lambda s: s["sticky"] is False)
 
@@ -206,7 +228,10 @@ async def test_a_closed_lab_tells_its_viewer_and_closes_with_4404(
             break
     assert message["type"] == "closed"
     assert "Closed by a test." in message["html"] and "Start a new lab" in message["html"]
-    assert await socket.receive_output() == {"type": "websocket.close", "code": protocol.CLOSE_GONE}
+    assert await socket.receive_output() == {
+        "type": "websocket.close",
+        "code": labprotocol.CLOSE_GONE,
+    }
 
 
 async def test_an_unknown_lab_is_gone(
@@ -217,7 +242,10 @@ async def test_an_unknown_lab_is_gone(
     assert (await socket.connect())[0]
     message = await socket.receive_json_from(timeout=5)
     assert message["type"] == "closed"
-    assert await socket.receive_output() == {"type": "websocket.close", "code": protocol.CLOSE_GONE}
+    assert await socket.receive_output() == {
+        "type": "websocket.close",
+        "code": labprotocol.CLOSE_GONE,
+    }
 
 
 async def _assert_closed_as_host_down(socket: Any, *, wait: float) -> None:
@@ -226,7 +254,7 @@ async def _assert_closed_as_host_down(socket: Any, *, wait: float) -> None:
     assert "stopped answering" in message["message"]
     assert await socket.receive_output() == {
         "type": "websocket.close",
-        "code": protocol.CLOSE_HOST_DOWN,
+        "code": labprotocol.CLOSE_HOST_DOWN,
     }
 
 

@@ -12,8 +12,8 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from playground.labhost.client import host_name
-from playground.labhost.host import HostAlreadyRunning, HostLimits, LabHost
+from playground.labhost.host import HostAlreadyRunning, LabHost
+from playground.labhost.limits import HostLimits
 
 
 class Command(BaseCommand):
@@ -43,7 +43,10 @@ class Command(BaseCommand):
         gc.set_threshold(10_000, 10, 10)
         try:
             asyncio.run(
-                self._serve(name=options["name"] or host_name(), max_labs=options["max_labs"])
+                self._serve(
+                    name=options["name"] or str(settings.PLAYGROUND_LABHOST),
+                    max_labs=options["max_labs"],
+                )
             )
         except HostAlreadyRunning as exc:
             raise CommandError(str(exc)) from None

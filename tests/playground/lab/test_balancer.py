@@ -39,10 +39,10 @@ class Rig:
         body = json.dumps(data).encode() if data is not None else b""
         conn = await Connection.open("127.0.0.1", self.balancer.port, 2.0)
         try:
-            return await asyncio.wait_for(
-                conn.exchange(Request(method=method, target=path, headers=headers, body=body)),
-                5.0,
-            )
+            async with asyncio.timeout(5.0):
+                return await conn.exchange(
+                    Request(method=method, target=path, headers=headers, body=body)
+                )
         finally:
             conn.close()
 

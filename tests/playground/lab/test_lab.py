@@ -73,7 +73,7 @@ def test_good_config_is_accepted(redis_url: str) -> None:
 
 def test_engine_imports_no_django() -> None:
     code = (
-        "import sys, playground.lab, playground.worker, playground.lab.process;"
+        "import sys, playground.lab, playground.worker.life, playground.lab.process;"
         "assert 'django' not in sys.modules, sorted(m for m in sys.modules if 'django' in m)"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=30)

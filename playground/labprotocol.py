@@ -1,7 +1,9 @@
 """The contract between the web tier and the lab host: names, message shapes, validation.
 
-No Django imports here: the host, the consumer and the tests share it. See
-docs/playground-contract.md for the prose version.
+Its own module, beside both sides rather than inside either: the host process
+(playground.labhost) and the web tier (playground.labclient, the consumer) import it, and
+it imports neither. No Django imports here. See docs/playground-contract.md for the prose
+version.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import hashlib
 import json
 import re
 from typing import Any
+
+from playground.lab.config import SETTABLE
 
 # Channels-layer names. The host receives on its well-known channel; each lab's snapshots
 # go to the group `lab.<id>`; web processes get replies on their own reply channel.
@@ -25,13 +29,10 @@ MAX_MESSAGE_BYTES = 4096
 WORKER_ACTIONS = frozenset({"kill", "stop", "pause", "resume", "restart", "remove_worker"})
 LAB_ACTIONS = frozenset({"add_worker", "set", "reset"})
 ACTIONS = WORKER_ACTIONS | LAB_ACTIONS
-SETTABLE: dict[str, tuple[type, ...]] = {
-    "sticky": (bool,),
-    "auto_restart": (bool,),
-    "rate": (int, float),
-    "users": (int,),
-    "balancing": (str,),
-}
+# The web tier's rule for a lab id: the ids views draw (8 of a-z0-9), with room to spare.
+# Narrower than the engine's (playground.lab.config.LAB_ID) on purpose: these ids arrive
+# from browsers, in URLs and socket paths, and name Channels groups and registry keys in
+# Redis, so anything else is refused at the edge before it reaches either.
 LAB_ID = re.compile(r"^[a-z0-9]{6,16}$")
 WORKER_NAME = re.compile(r"^worker-[1-9][0-9]{0,2}$")
 
@@ -97,23 +98,3 @@ def command_parse(text_data: str | None, bytes_data: bytes | None = None) -> dic
     if rest:
         raise CommandError(f"Unexpected field(s) for {action}: {', '.join(sorted(rest))}.")
     return command
-
-
-class RateLimiter:
-    """A token bucket: `rate` messages a second on average, bursts up to `burst`."""
-
-    def __init__(self, *, rate: float, burst: int, clock: Any) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.clock = clock
-        self.tokens = float(burst)
-        self.updated = clock()
-
-    def allow(self) -> bool:
-        now = self.clock()
-        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False

@@ -20,10 +20,17 @@ import redis
 import redis.asyncio
 from channels_redis.core import RedisChannelLayer
 
-from playground.labhost import protocol
-from playground.labhost.host import HostAlreadyRunning, HostLimits, LabHost
-
-from .conftest import RunningHost, alive, eventually, gone_within, start_runlabs, stop_process
+from playground import labprotocol
+from playground.labhost.host import HostAlreadyRunning, LabHost
+from playground.labhost.limits import HostLimits
+from tests.playground.conftest import (
+    RunningHost,
+    alive,
+    eventually,
+    gone_within,
+    start_runlabs,
+    stop_process,
+)
 
 SMALL = {"mode": "stateful", "workers": 1, "users": 3, "rate": 10.0, "sticky": True}
 
@@ -38,7 +45,8 @@ async def web(redis_url: str) -> AsyncIterator[RedisChannelLayer]:
 async def ask(web: RedisChannelLayer, host: str, type_: str, **fields: Any) -> dict[str, Any]:
     reply = await web.new_channel()
     await web.send(host, {"type": type_, "reply_channel": reply, **fields})
-    return await asyncio.wait_for(web.receive(reply), 15)
+    async with asyncio.timeout(15):
+        return await web.receive(reply)
 
 
 async def create(
@@ -67,7 +75,8 @@ async def started(running: RunningHost, lab_id: str) -> list[int]:
 
 async def next_of(web: RedisChannelLayer, channel: str, type_: str) -> dict[str, Any]:
     while True:
-        message = await asyncio.wait_for(web.receive(channel), 15)
+        async with asyncio.timeout(15):
+            message = await web.receive(channel)
         if message["type"] == type_:
             return message
 
@@ -78,8 +87,8 @@ async def test_create_registers_the_lab_under_a_digest_of_its_owner(
     owner = uuid.uuid4().hex
     lab_id, reply = await create(web, labhost.name, owner=owner)
     assert reply == {"type": "lab.created", "lab_id": lab_id}
-    record = json.loads(await labhost.client.get(protocol.lab_key(lab_id)))
-    assert record["owner"] == protocol.owner_digest(owner) != owner
+    record = json.loads(await labhost.client.get(labprotocol.lab_key(lab_id)))
+    assert record["owner"] == labprotocol.owner_digest(owner) != owner
     assert record["mode"] == "stateful"
     pids = await started(labhost, lab_id)
     assert pids and all(alive(pid) for pid in pids)
@@ -111,15 +120,16 @@ async def test_attach_by_the_owner_gets_a_snapshot_and_then_a_stream(
     attached = await next_of(web, viewer, "lab.attached")
     assert attached["snapshot"]["id"] == lab_id
     assert [w["name"] for w in attached["snapshot"]["workers"]] == ["worker-1"]
-    await web.group_add(protocol.group_name(lab_id), viewer)
-    start = time.monotonic()
-    for _ in range(5):
-        pushed = await next_of(web, viewer, "lab.snapshot")
+    await web.group_add(labprotocol.group_name(lab_id), viewer)
+    # Nobody asks again: the host keeps pushing (each wait is bounded by next_of), and
+    # each push is a new snapshot, not the same one again. How many a second is a figure
+    # for the benchmarks (bench/labs.py), not a claim for a unit test.
+    pushed = [await next_of(web, viewer, "lab.snapshot") for _ in range(5)]
+    for message in pushed:
         # The host's wall clock when it took the snapshot: the update lag is measured from it.
-        assert pushed["sent_at"] <= time.time() < pushed["sent_at"] + 5
-    elapsed = time.monotonic() - start
-    print(f"5 snapshots in {elapsed:.2f}s")
-    assert elapsed < 3  # a stream, not a trickle (the contract is 5 a second)
+        assert message["sent_at"] <= time.time() < message["sent_at"] + 5
+    uptimes = [message["snapshot"]["uptime"] for message in pushed]
+    assert uptimes == sorted(set(uptimes))  # five distinct moments, in order
 
 
 async def test_attach_and_commands_from_another_owner_are_refused(
@@ -133,7 +143,7 @@ async def test_attach_and_commands_from_another_owner_are_refused(
     ]:
         reply = await ask(web, labhost.name, type_, lab_id=lab_id, owner="someone-else", **extra)
         assert reply["type"] == "lab.refused"
-        assert reply["code"] == protocol.CLOSE_FORBIDDEN
+        assert reply["code"] == labprotocol.CLOSE_FORBIDDEN
     assert all(alive(pid) for pid in pids)
     assert labhost.host.labs[lab_id].viewers == {}
 
@@ -150,7 +160,7 @@ async def test_kill_is_pushed_to_viewers_at_once(
         {"type": "lab.attach", "lab_id": lab_id, "owner": owner, "reply_channel": viewer},
     )
     await next_of(web, viewer, "lab.attached")
-    await web.group_add(protocol.group_name(lab_id), viewer)
+    await web.group_add(labprotocol.group_name(lab_id), viewer)
     sent = time.monotonic()
     await web.send(
         labhost.name,
@@ -178,7 +188,7 @@ async def test_a_third_lab_of_one_owner_closes_the_oldest(
     owner = uuid.uuid4().hex
     first, _ = await create(web, labhost.name, owner=owner)
     watcher = await web.new_channel()
-    await web.group_add(protocol.group_name(first), watcher)
+    await web.group_add(labprotocol.group_name(first), watcher)
     first_pids = await started(labhost, first)
     second, _ = await create(web, labhost.name, owner=owner)
     third, reply = await create(web, labhost.name, owner=owner)
@@ -186,7 +196,7 @@ async def test_a_third_lab_of_one_owner_closes_the_oldest(
     closed = await next_of(web, watcher, "lab.closed")
     assert "newer lab" in closed["reason"]
     assert set(labhost.host.labs) == {second, third}
-    assert await labhost.client.exists(protocol.lab_key(first)) == 0
+    assert await labhost.client.exists(labprotocol.lab_key(first)) == 0
     assert gone_within(first_pids, 5) == []
 
 
@@ -207,7 +217,7 @@ async def test_a_lab_nobody_watches_is_closed(start_labhost: Any, web: RedisChan
     pids = await started(running, lab_id)
     await eventually(lambda: lab_id not in running.host.labs, 15)
     assert gone_within(pids, 5) == []
-    assert await running.client.exists(protocol.lab_key(lab_id)) == 0
+    assert await running.client.exists(labprotocol.lab_key(lab_id)) == 0
 
 
 async def test_a_lab_is_closed_at_its_maximum_lifetime_even_when_watched(
@@ -216,7 +226,7 @@ async def test_a_lab_is_closed_at_its_maximum_lifetime_even_when_watched(
     running = await start_labhost(limits=HostLimits(max_lifetime=2.0))
     lab_id, _ = await create(web, running.name, owner="a")
     viewer = await web.new_channel()
-    await web.group_add(protocol.group_name(lab_id), viewer)
+    await web.group_add(labprotocol.group_name(lab_id), viewer)
     await started(running, lab_id)
     await ask(web, running.name, "lab.attach", lab_id=lab_id, owner="a")
     closed = await next_of(web, viewer, "lab.closed")
@@ -230,14 +240,15 @@ async def test_stopping_the_host_closes_every_lab_and_withdraws_the_heartbeat(
     first, _ = await create(web, running.name, owner="a")
     second, _ = await create(web, running.name, owner="b")
     watcher = await web.new_channel()
-    await web.group_add(protocol.group_name(first), watcher)
+    await web.group_add(labprotocol.group_name(first), watcher)
     pids = await started(running, first) + await started(running, second)
     running.stop.set()
-    await asyncio.wait_for(running.task, 30)
+    async with asyncio.timeout(30):
+        await running.task
     assert gone_within(pids, 5) == []
     assert (await next_of(web, watcher, "lab.closed"))["reason"] == "The lab host stopped."
-    assert await running.client.exists(protocol.heartbeat_key(running.name)) == 0
-    assert await running.client.exists(protocol.lab_key(first), protocol.lab_key(second)) == 0
+    assert await running.client.exists(labprotocol.heartbeat_key(running.name)) == 0
+    assert await running.client.exists(labprotocol.lab_key(first), labprotocol.lab_key(second)) == 0
 
 
 async def test_a_second_host_cannot_take_over_a_live_hosts_name(
@@ -252,7 +263,7 @@ async def test_a_second_host_cannot_take_over_a_live_hosts_name(
     finally:
         await client.aclose()
         await layer.close_pools()
-    assert await labhost.client.exists(protocol.heartbeat_key(labhost.name)) == 1
+    assert await labhost.client.exists(labprotocol.heartbeat_key(labhost.name)) == 1
 
 
 def test_runlabs_stops_cleanly_on_sigterm_and_on_sigint(
@@ -289,7 +300,7 @@ def test_workers_of_a_killed_host_die_on_their_own(
         host.process.wait(timeout=10)
         assert gone_within(tree, 10) == [], "workers outlived a SIGKILLed lab host"
         # And the web tier soon stops believing in it.
-        heartbeat = protocol.heartbeat_key(name)
+        heartbeat = labprotocol.heartbeat_key(name)
         client = redis.Redis.from_url(redis_url)
         deadline = time.monotonic() + 10
         while client.exists(heartbeat) and time.monotonic() < deadline:

@@ -1,7 +1,9 @@
 """The web tier's side of the lab host: is it alive, does a lab exist, whose is it, start one.
 
-Views and consumers call these; nothing here keeps lab state in the web process. The host's
-heartbeat and its registry of labs are Redis keys with short TTLs (see protocol), so a dead
+Views and consumers call these; nothing here keeps lab state in the web process. The host
+process itself is playground.labhost, which the web tier never imports: the two meet only
+over Redis and the Channels layer, on the contract in playground.labprotocol. The host's
+heartbeat and its registry of labs are Redis keys with short TTLs (see labprotocol), so a dead
 host is noticed within seconds.
 """
 
@@ -18,7 +20,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from . import protocol
+from playground import labprotocol
 
 CREATE_TIMEOUT = 5.0
 
@@ -38,7 +40,7 @@ class LabRecord:
     mode: str
 
     def owned_by(self, owner: str | None) -> bool:
-        return bool(owner) and protocol.owner_digest(str(owner)) == self.owner_digest
+        return bool(owner) and labprotocol.owner_digest(str(owner)) == self.owner_digest
 
 
 def host_name() -> str:
@@ -58,17 +60,17 @@ def _client() -> redis.Redis:
 
 def host_alive() -> bool:
     try:
-        return bool(_client().exists(protocol.heartbeat_key(host_name())))
+        return bool(_client().exists(labprotocol.heartbeat_key(host_name())))
     except redis.RedisError:
         return False
 
 
 def lab_get(lab_id: str) -> LabRecord | None:
     """The registry's record of a running lab, or None if it has ended (or never was)."""
-    if not protocol.LAB_ID.match(lab_id):
+    if not labprotocol.LAB_ID.match(lab_id):
         return None
     try:
-        raw = cast(bytes | None, _client().get(protocol.lab_key(lab_id)))
+        raw = cast(bytes | None, _client().get(labprotocol.lab_key(lab_id)))
     except redis.RedisError:
         return None
     if raw is None:
@@ -105,10 +107,33 @@ async def alab_create(*, lab_id: str, owner: str, config: dict[str, Any]) -> Non
         },
     )
     try:
-        reply = await asyncio.wait_for(layer.receive(reply_channel), CREATE_TIMEOUT)
+        # asyncio.timeout, never wait_for: see playground.lab.users.
+        async with asyncio.timeout(CREATE_TIMEOUT):
+            reply = await layer.receive(reply_channel)
     except TimeoutError:
         raise LabHostUnavailable(
             "The lab host did not answer in time. Is it running? Start it with make run."
         ) from None
     if reply.get("type") != "lab.created":
         raise LabRefused(str(reply.get("message") or "The lab host refused to start the lab."))
+
+
+class RateLimiter:
+    """A token bucket: `rate` messages a second on average, bursts up to `burst`; a lab
+    socket uses one so that a browser cannot flood the lab host with commands."""
+
+    def __init__(self, *, rate: float, burst: int, clock: Any) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.clock = clock
+        self.tokens = float(burst)
+        self.updated = clock()
+
+    def allow(self) -> bool:
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False

@@ -1,0 +1,155 @@
+"""The shop a worker serves: log in, fill a cart, check out, and /health for the balancer.
+
+Knows nothing of HTTP framing (server.py) or where sessions are kept (sessions.py).
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+from typing import Any
+
+from .resp import RedisError
+from .sessions import MemorySessions, RedisSessions
+
+Answer = tuple[int, dict[str, Any], list[str]]  # (status, JSON body, extra header lines)
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Shop:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.name = args.name
+        self.mode = args.mode
+        self.work = args.work_ms / 1000
+        self.sessions: MemorySessions | RedisSessions
+        if args.mode == "stateless":
+            if not args.redis_url:
+                raise SystemExit("worker: --mode stateless needs --redis-url")
+            self.sessions = RedisSessions(args.redis_url, args.prefix, args.session_ttl)
+        else:
+            self.sessions = MemorySessions(args.session_ttl, args.max_sessions)
+        self.started = time.monotonic()
+        self.requests = 0
+        self.inflight = 0
+        self.orders = 0
+
+    async def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Answer:
+        """Return (status, JSON body, extra header lines)."""
+        if path == "/health":
+            return self.health_answer(method)
+        self.requests += 1
+        self.inflight += 1
+        try:
+            return await self.route(method, path, headers, body)
+        except RedisError as exc:
+            return 503, {"error": str(exc)}, []
+        finally:
+            self.inflight -= 1
+
+    def health_answer(self, method: str) -> Answer:
+        """GET /health needs no work and no session: answered without a task."""
+        if method != "GET":
+            raise HttpError(405, "use GET")
+        return 200, self.health(), []
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "pid": os.getpid(),
+            "mode": self.mode,
+            "sessions": self.sessions.count(),
+            "inflight": self.inflight,
+            "requests": self.requests,
+            "uptime": round(time.monotonic() - self.started, 3),
+        }
+
+    async def route(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Answer:
+        routes = {
+            "/login": ("POST", self.login),
+            "/logout": ("POST", self.logout),
+            "/cart/items": ("POST", self.add_item),
+            "/cart": ("GET", self.cart),
+            "/checkout": ("POST", self.checkout),
+        }
+        if path not in routes:
+            raise HttpError(404, f"no such page: {path}")
+        allowed, view = routes[path]
+        if method != allowed:
+            raise HttpError(405, f"use {allowed}")
+        if self.work:
+            await asyncio.sleep(self.work)  # the shop's own work: prices, stock, a database
+        return await view(headers, parse_json(body))
+
+    async def login(self, headers: dict[str, str], data: dict[str, Any]) -> Answer:
+        user = str(data.get("user", "anonymous"))[:64]
+        sid = os.urandom(16).hex()
+        await self.sessions.save(sid, {"user": user, "cart": []})
+        cookie = f"session={sid}; Path=/; HttpOnly; SameSite=Lax"
+        return 200, {"session": sid, "user": user, "worker": self.name}, [f"Set-Cookie: {cookie}"]
+
+    async def logout(self, headers: dict[str, str], data: dict[str, Any]) -> Answer:
+        sid, _ = await self.session(headers)
+        await self.sessions.delete(sid)
+        return 200, {"ok": True}, []
+
+    async def add_item(self, headers: dict[str, str], data: dict[str, Any]) -> Answer:
+        sku = data.get("sku")
+        if not isinstance(sku, str) or not 0 < len(sku) <= 64:
+            raise HttpError(400, 'send {"sku": "..."}')
+        sid, session = await self.session(headers)
+        session["cart"].append(sku)
+        await self.sessions.save(sid, session)
+        return 200, {"items": session["cart"]}, []
+
+    async def cart(self, headers: dict[str, str], data: dict[str, Any]) -> Answer:
+        _, session = await self.session(headers)
+        return 200, {"items": session["cart"]}, []
+
+    async def checkout(self, headers: dict[str, str], data: dict[str, Any]) -> Answer:
+        sid, session = await self.session(headers)
+        if not session["cart"]:
+            raise HttpError(400, "the cart is empty")
+        items, session["cart"] = session["cart"], []
+        await self.sessions.save(sid, session)
+        self.orders += 1
+        return 200, {"order": f"{self.name}-{os.getpid()}-{self.orders}", "items": items}, []
+
+    async def session(self, headers: dict[str, str]) -> tuple[str, dict[str, Any]]:
+        sid = session_id(headers)
+        session = await self.sessions.load(sid) if sid else None
+        if session is None:
+            raise HttpError(401, "unknown session: log in again")
+        return sid, session
+
+
+def session_id(headers: dict[str, str]) -> str:
+    auth = headers.get("authorization", "")
+    if auth.startswith("Bearer "):
+        return auth[7:].strip()
+    for part in headers.get("cookie", "").split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == "session":
+            return value
+    return ""
+
+
+def parse_json(body: bytes) -> dict[str, Any]:
+    if not body:
+        return {}
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise HttpError(400, "the body is not JSON") from exc
+    if not isinstance(data, dict):
+        raise HttpError(400, "the body must be a JSON object")
+    return data

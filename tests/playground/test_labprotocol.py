@@ -1,0 +1,33 @@
+"""The web tier's check of browser commands agrees with the engine and with the contract."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from playground import labprotocol
+from playground.lab.config import SETTABLE
+from tests.conftest import ROOT
+
+A_VALUE = {bool: True, int: 3, float: 2.5, str: "least_conn"}
+
+
+@pytest.mark.parametrize("knob", sorted(SETTABLE))
+def test_set_accepts_every_knob_the_engine_can_change(knob: str) -> None:
+    for kind in SETTABLE[knob]:
+        text = json.dumps({"action": "set", knob: A_VALUE[kind]})
+        assert labprotocol.command_parse(text) == {"action": "set", "value": {knob: A_VALUE[kind]}}
+
+
+def test_set_refuses_anything_else() -> None:
+    with pytest.raises(labprotocol.CommandError, match="cannot change 'workers'"):
+        labprotocol.command_parse('{"action": "set", "workers": 2}')
+
+
+def test_the_contract_names_exactly_the_knobs_of_set() -> None:
+    contract = (ROOT / "docs" / "playground-contract.md").read_text()
+    row = next(line for line in contract.splitlines() if line.startswith("| `set` |"))
+    fields = row.split("|")[2]
+    assert set(re.findall(r"`([a-z_]+)` \(", fields)) == set(SETTABLE)
