@@ -13,8 +13,6 @@ from typing import Any
 import dj_database_url
 from csp.constants import NONE, SELF
 
-from playground.labhost.limits import HostLimits
-
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 CONTENT_DIR = Path(os.environ.get("CONTENT_DIR", BASE_DIR / "content"))
 # A lesson body's render is stopped after this long (see course.markdown_process).
@@ -160,6 +158,3 @@ LOGGING = {
 # process. See docs/playground-contract.md.
 PLAYGROUND_LABHOST = "labhost"  # its channel name on the Channels layer and heartbeat key
 # Limits: the host's own defaults (playground/labhost/limits.py), overridable here.
-PLAYGROUND_MAX_LABS = HostLimits.max_labs  # labs one host runs at most; more are refused
-PLAYGROUND_IDLE_TIMEOUT = HostLimits.idle_timeout  # seconds a lab lives on after its last viewer
-PLAYGROUND_MAX_LIFETIME = HostLimits.max_lifetime  # seconds a lab lives at most, watched or not

@@ -1,8 +1,8 @@
 """How much one lab host takes on, and for how long: the one place these numbers are kept.
 
-The host's defaults (HostLimits()) and the site's settings (config.settings.base reads the
-PLAYGROUND_* defaults from here) both come from this dataclass. Standard library only, and
-nothing else: the settings import it, so it must stay free of Django and the lab engine.
+`runlabs` (whose --max-labs overrides max_labs), the docs' tests and the web tier read them
+here. Standard library only: the web tier imports it without loading the host or the lab
+engine.
 """
 
 from __future__ import annotations

@@ -28,8 +28,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--max-labs",
             type=int,
-            default=settings.PLAYGROUND_MAX_LABS,
-            help="Labs this host runs at most (default: settings.PLAYGROUND_MAX_LABS).",
+            default=HostLimits.max_labs,
+            help=f"Labs this host runs at most (default: {HostLimits.max_labs}).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -62,11 +62,7 @@ class Command(BaseCommand):
             redis=client,
             name=name,
             lab_redis_url=settings.REDIS_URL,
-            limits=HostLimits(
-                max_labs=max_labs,
-                idle_timeout=settings.PLAYGROUND_IDLE_TIMEOUT,
-                max_lifetime=settings.PLAYGROUND_MAX_LIFETIME,
-            ),
+            limits=HostLimits(max_labs=max_labs),
         )
         self.stdout.write(f"lab host {host.name!r} running (Ctrl-C stops it and every lab)")
         try:
