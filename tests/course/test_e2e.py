@@ -36,7 +36,12 @@ UNSTYLED = ("rgb(0, 0, 0)", "", None)  # SVG's default fill: Mermaid's <style> w
 
 def csp_violations(page) -> list[str]:  # type: ignore[no-untyped-def]
     seen: list[str] = []
-    page.on("console", lambda m: "Content Security Policy" in m.text and seen.append(m.text))
+
+    def note(message):  # type: ignore[no-untyped-def]
+        if "Content Security Policy" in message.text:
+            seen.append(message.text)
+
+    page.on("console", note)
     return seen
 
 

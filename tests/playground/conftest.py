@@ -159,7 +159,7 @@ class HostProcess:
         return psutil.Process(self.process.pid).children(recursive=True)
 
     def lab_ids(self) -> list[str]:
-        keys = _sync_redis(self.redis_url).keys(labprotocol.lab_key("*"))
+        keys: list[bytes] = _sync_redis(self.redis_url).keys(labprotocol.lab_key("*"))  # type: ignore[assignment]
         return [key.decode().rsplit(":", 1)[1] for key in keys]
 
 

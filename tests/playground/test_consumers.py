@@ -172,7 +172,11 @@ async def test_each_bad_message_gets_an_error_and_the_socket_stays_open(
         # Still open, still obeyed.
         sticky = not sticky
         await socket.send_json_to({"action": "set", "sticky": sticky})
-        await snapshot_where(socket, lambda s, want=sticky: s["sticky"] is want)
+
+        def obeyed(snapshot: dict[str, Any], want: bool = sticky) -> bool:
+            return snapshot["sticky"] is want
+
+        await snapshot_where(socket, obeyed)
         limiter_clock.now += 1  # the rate limit refills: this test is not about floods
 
 
@@ -184,7 +188,7 @@ async def test_binary_frames_and_floods_get_errors_too(
     assert "binary" in (await error_after(socket))["message"]
     for _ in range(40):
         await socket.send_to(text_data="{}")
-    messages = []
+    messages: list[dict[str, Any]] = []
     while len([m for m in messages if m["type"] == "error"]) < 40:
         messages.append(await socket.receive_json_from(timeout=10))
     errors = [m["message"] for m in messages if m["type"] == "error"]

@@ -78,8 +78,8 @@ async def make_lab(redis_url: str, request: pytest.FixtureRequest) -> AsyncItera
             "redis_url": redis_url,
         }
         values.update(overrides)
-        extra = {} if work_ms is None else {"work_ms": work_ms}
-        lab = Lab(LabConfig(**values), **extra)
+        config = LabConfig(**values)
+        lab = Lab(config) if work_ms is None else Lab(config, work_ms=work_ms)
         labs.append(lab)
         await lab.start()
         return lab

@@ -40,9 +40,11 @@ async def test_stateful_kill_loses_exactly_the_sessions_the_worker_held(
     assert await eventually(lambda: lab.metrics.relogins >= kill.sessions_held)
     # Then every user's session is put to the test twice more: an extra (wrong) loss, on
     # any worker, would be counted by now.
-    checked = {u.name: u.checked for u in lab.crowd.users.values()}
+    crowd = lab.crowd
+    assert crowd is not None
+    checked = {u.name: u.checked for u in crowd.users.values()}
     assert await eventually(
-        lambda: all(u.checked >= checked[u.name] + 2 for u in lab.crowd.users.values())
+        lambda: all(u.checked >= checked[u.name] + 2 for u in crowd.users.values())
     )
     assert lab.metrics.sessions_lost == kill.sessions_held
     assert lab.metrics.relogins == kill.sessions_held
@@ -145,16 +147,18 @@ async def test_auto_restart_backs_off_then_flags_a_crash_loop(make_lab: LabFacto
     w1 = lab.supervisor.workers["worker-1"]
 
     for crash in (1, 2):
-        pid = w1.pid
+        old_pid = w1.pid
         await lab.worker_kill("worker-1")
-        assert await eventually(
-            lambda pid=pid: (
+
+        def restarted(old_pid: int | None = old_pid) -> bool:
+            return (
                 w1.alive
-                and w1.pid != pid
+                and w1.pid != old_pid
                 and not w1.lock.locked()
                 and worker(lab, "worker-1")["status"] == "up"
             )
-        ), f"not restarted after crash {crash}"
+
+        assert await eventually(restarted), f"not restarted after crash {crash}"
 
     restarts = [e["text"] for e in lab.events.snapshot() if e["kind"] == "worker.restarting"]
     assert "in 100 ms" in restarts[0] and "in 200 ms" in restarts[1]

@@ -6,6 +6,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from typing import cast
 
 import redis
 
@@ -37,11 +38,12 @@ def test_stateless_sessions_live_in_redis_not_in_the_process(
     assert b.call("POST", "/cart/items", {"sku": "sku-09"}, sid)[0] == 200
     end(a)  # the process that created the session is gone; nothing was lost
     assert b.call("GET", "/cart", None, sid)[1] == {"items": ["sku-09"]}
-    client = redis.Redis.from_url(redis_url)
+    client: redis.Redis = redis.Redis.from_url(redis_url)
     try:
         key = f"{prefix}session:{sid}"
-        assert json.loads(client.get(key) or b"{}") == {"user": "alice", "cart": ["sku-09"]}
-        assert 0 < client.ttl(key) <= 1800
+        stored = cast(bytes | None, client.get(key))
+        assert json.loads(stored or b"{}") == {"user": "alice", "cart": ["sku-09"]}
+        assert 0 < cast(int, client.ttl(key)) <= 1800
     finally:
         client.close()
     assert b.health()["sessions"] == 0
