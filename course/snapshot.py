@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from django.conf import settings
+from django.utils.safestring import SafeString
 
 from course.lessons import (
     ContentError,
@@ -34,6 +35,7 @@ from course.markdown_process import (
     markdown_render_bounded,
     markdown_render_bounded_many,
 )
+from course.quiz_forms import quiz_choices_html
 from course.search import IndexedLesson, search_index_build
 
 # How much older than our stat() a file's last change must be before its stat alone is
@@ -58,6 +60,8 @@ class CourseSnapshot:
     sources: Mapping[str, LessonSource] = field(repr=False)  # every parsed file, by slug
     renders: Mapping[str, Render] = field(repr=False)  # by file digest: what a rebuild reuses
     search_index: tuple[IndexedLesson, ...] = field(repr=False)
+    # Each quiz's question and choices as a page shows them unanswered, by slug and quiz id.
+    quiz_choices: Mapping[str, Mapping[str, SafeString]] = field(repr=False)
 
     def lesson_get(self, *, slug: str) -> Lesson:
         """The servable lesson `slug`; LessonNotFound, or ContentError saying where the
@@ -155,6 +159,14 @@ def course_snapshot_build(
         sources=sources,
         renders=renders,
         search_index=search_index_build(lessons=lessons),
+        quiz_choices={
+            lesson.slug: {
+                slot.quiz.id: quiz_choices_html(quiz=slot.quiz)
+                for slot in lesson.quizzes
+                if slot.quiz is not None
+            }
+            for lesson in lessons
+        },
     )
 
 

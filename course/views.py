@@ -70,15 +70,21 @@ def _lesson_page(
 ) -> HttpResponse:
     previous, following = snapshot.neighbours(slug=lesson.slug)
     flash = flash_pop(session=request.session, slug=lesson.slug)
+    staff = _is_staff(request)
     context = {
         "lesson": lesson,
         "slug": lesson.slug,
-        "parts": page_parts(rendered=lesson.rendered, slug=lesson.slug, flash=flash),
-        "staff": _is_staff(request),
+        "parts": page_parts(
+            rendered=lesson.rendered,
+            slug=lesson.slug,
+            flash=flash,
+            choices=snapshot.quiz_choices[lesson.slug],
+        ),
+        "staff": staff,
         "number": snapshot.number(slug=lesson.slug),
         "previous": previous,
         "next": following,
-        "lesson_file": _display_path(lesson.path),
+        "lesson_file": _display_path(lesson.path) if staff else "",  # shown to staff only
         "diagram_styles": lesson.has_diagram,
     }
     progress_mark_read(session=request.session, slug=lesson.slug)

@@ -10,8 +10,10 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
 
+from course.markdown import RenderedMarkdown
 from course.models import QuizAnswer
 from course.quiz import Quiz, QuizError, QuizSlot, quiz_check, quiz_parse, quiz_slots
+from course.quiz_forms import page_parts, quiz_choices_html
 from course.snapshot import course_snapshot
 
 FENCE_LINE = 40  # where the ```quiz fence of the test blocks would sit in a lesson file
@@ -212,6 +214,28 @@ def test_rendered_quiz_has_no_correctness_in_the_page(client: Client) -> None:
             assert _plain(choice.feedback) not in _plain_html(html)
 
 
+def rendered_with(slot: QuizSlot) -> RenderedMarkdown:
+    """A lesson body that is just this quiz."""
+    return RenderedMarkdown(
+        parts=("", ""), quizzes=(slot,), toc=(), toc_html="", heading_ids=frozenset(),
+        links=(), has_diagram=False,
+    )  # fmt: skip
+
+
+def test_the_choices_partial_is_content_only(rf) -> None:
+    """The snapshot renders a quiz's choices once, with no request (quiz_choices_html): the
+    partial must give the same HTML as with a learner's request."""
+    from django.contrib.auth.models import User
+    from django.template.loader import render_to_string
+
+    quiz = parse(GOOD)
+    request = rf.get("/")
+    request.user = User(username="staff", is_staff=True)
+    with_request = render_to_string("course/quiz.html#choices", {"quiz": quiz}, request=request)
+    assert quiz_choices_html(quiz=quiz) == with_request
+    assert 'name="choice"' in with_request and "checked" not in with_request
+
+
 def test_moving_the_right_answer_does_not_change_the_html(rf) -> None:
     """The strongest form of 'no answers in the page': the HTML is the same whichever
     choice is the right one."""
@@ -222,9 +246,9 @@ def test_moving_the_right_answer_does_not_change_the_html(rf) -> None:
         request = rf.get("/")
         request.user = AnonymousUser()
         slot = QuizSlot(line=FENCE_LINE, quiz=parse(source))
-        html = render_to_string(
-            "course/quiz.html#slot", {"slot": slot, "slug": "l"}, request=request
-        )
+        (part, _) = page_parts(rendered=rendered_with(slot), slug="l", flash=None)
+        context = {"slot": slot, "action": part.action, "choices_html": part.choices_html}
+        html = render_to_string("course/quiz.html#slot", context, request=request)
         return re.sub(r'name="csrfmiddlewaretoken" value="[^"]*"', "", html)
 
     swapped = (
