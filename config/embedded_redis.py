@@ -79,7 +79,7 @@ def start(port: int | None = None, timeout: float = 10.0) -> EmbeddedRedis:
         args,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        preexec_fn=die_with_parent,  # noqa: PLW1509 - no threads exist at spawn time in our callers
+        preexec_fn=die_with_parent,
     )
     server = EmbeddedRedis(port=port, process=process, workdir=workdir)
     deadline = time.monotonic() + timeout

@@ -7,8 +7,11 @@ import sys
 import redis
 from django.http import HttpRequest, HttpResponse
 from django.template import loader
+from django_redis.exceptions import ConnectionInterrupted
 
-REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+# What Redis being down or hung raises: redis-py's own errors, and django-redis's wrapper
+# of them (the cache backend raises ConnectionInterrupted from the redis-py error).
+REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, ConnectionInterrupted)
 # Set here because a failure in the session middleware's response phase skips the inner
 # middleware that would add them; these pages load nothing, so they allow nothing.
 ERROR_PAGE_HEADERS = {

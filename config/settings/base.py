@@ -83,13 +83,13 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 
 CACHES: dict[str, dict[str, Any]] = {
     "default": {
-        # Django's Redis cache with one pool and client per process (see config/cache.py).
-        "BACKEND": "config.cache.RedisCache",
+        # django-redis: one connection pool per process and server, shared by every request.
+        "BACKEND": "django_redis.cache.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "course",
         # Every request reads or writes its session here: a hung Redis must fail the request
         # (a 503 page, config.views) rather than hold it open forever.
-        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 2, "SOCKET_TIMEOUT": 2},
     }
 }
 SESSION_ENGINE = "config.sessions"  # cache sessions on Redis; see config/sessions.py
@@ -99,8 +99,7 @@ SESSION_COOKIE_SAMESITE = "Lax"
 
 CHANNEL_LAYERS: dict[str, dict[str, Any]] = {
     "default": {
-        # channels-redis, with a group_send of two round trips to Redis (config/channel_layer.py)
-        "BACKEND": "config.channel_layer.RedisChannelLayer",
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 30},
     }
 }

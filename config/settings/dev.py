@@ -1,16 +1,14 @@
-"""Local development: DEBUG on, an insecure fixed key. REDIS_URL comes from `make run`."""
+"""Local development: DEBUG on, an insecure fixed key. Reads the environment, starts nothing.
 
-from config.embedded_redis import ensure_redis_url
+REDIS_URL comes from whoever starts the site: `make run` (config/serve.py) starts an
+embedded Redis and passes its URL to its children. Commands that need no Redis
+(`check`, `migrate`, `createsuperuser`, `check_content`) run without it.
+"""
 
 from .base import *  # noqa: F403
-from .base import CACHES, CHANNEL_LAYERS
 
 DEBUG = True
-SECRET_KEY = "dev-insecure-key-do-not-use-in-production"  # noqa: S105
+SECRET_KEY = "dev-insecure-key-do-not-use-in-production"
 # Static files straight from the source tree: no collectstatic step in development.
 WHITENOISE_USE_FINDERS = True
 STATIC_ROOT = None  # type: ignore[assignment]
-
-REDIS_URL = ensure_redis_url()
-CACHES["default"]["LOCATION"] = REDIS_URL
-CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [REDIS_URL]

@@ -1,4 +1,5 @@
-"""Production settings: `check --deploy` is clean, and a missing setting is a clear error."""
+"""Settings only read the environment: importing them starts nothing, commands that need
+no Redis run without REDIS_URL, and production names every variable it is missing."""
 
 from __future__ import annotations
 
@@ -8,18 +9,59 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+# A hang guard for the subprocesses below, not a claim about their speed.
+HANG_GUARD = 120
+
+
+def _run(*args: str, settings: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "REDIS_URL"))}
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env={**clean, "DJANGO_SETTINGS_MODULE": settings, **env},
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD,
+    )
 
 
 def _manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "REDIS_URL"))}
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings.prod", **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
+    return _run("manage.py", *args, settings="config.settings.prod", **env)
+
+
+def test_importing_any_settings_module_starts_no_process() -> None:
+    code = (
+        "import importlib, pathlib\n"
+        "for name in ('dev', 'test', 'prod'):\n"
+        "    try:\n"
+        "        importlib.import_module(f'config.settings.{name}')\n"
+        "    except SystemExit:\n"  # prod stops on its missing variables
+        "        pass\n"
+        "children = [c for t in pathlib.Path('/proc/self/task').iterdir()\n"
+        "            for c in (t / 'children').read_text().split()]\n"
+        "print('children:', len(children))\n"
     )
+    result = _run("-c", code, settings="config.settings.dev")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "children: 0"
+
+
+def test_commands_that_need_no_redis_run_without_redis_url(tmp_path: Path) -> None:
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+    superuser = {
+        "DJANGO_SUPERUSER_USERNAME": "teacher",
+        "DJANGO_SUPERUSER_EMAIL": "teacher@example.com",
+        "DJANGO_SUPERUSER_PASSWORD": "a long enough password 1234",
+    }
+    for command, extra in (
+        (["check"], {}),
+        (["migrate", "--noinput", "-v", "0"], {}),
+        (["createsuperuser", "--noinput"], superuser),
+        (["check_content"], {}),
+    ):
+        result = _run("manage.py", *command, settings="config.settings.dev", **env, **extra)
+        assert result.returncode == 0, (command, result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr
 
 
 def test_check_deploy_is_clean_with_production_settings() -> None:
@@ -40,4 +82,11 @@ def test_missing_production_settings_are_named_without_a_traceback() -> None:
     result = _manage("check")
     assert result.returncode == 1
     assert "DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS, REDIS_URL" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_production_names_only_what_is_missing() -> None:
+    result = _manage("check", DJANGO_SECRET_KEY="s" * 50, DJANGO_ALLOWED_HOSTS="example.com")
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith("set the environment variable(s) REDIS_URL")
     assert "Traceback" not in result.stderr
