@@ -38,11 +38,6 @@ def postgres_bin() -> Path | None:
     return Path(folders[0]) if folders else None
 
 
-def run_as(user: str | None) -> dict[str, object]:
-    """PostgreSQL refuses to run as root: as root, run it as Debian's `postgres` user."""
-    return {"user": user, "group": user} if user else {}
-
-
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
     folder = postgres_bin()
@@ -50,6 +45,7 @@ def postgres_url() -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail("PostgreSQL is not installed: .ci/run installs Debian's postgresql")
         pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    # PostgreSQL refuses to run as root: as root, run it as Debian's `postgres` user.
     user = "postgres" if os.geteuid() == 0 else None
     # Not under pytest's temporary folder: it is private to root, and the server's user
     # must reach its data folder.
@@ -67,20 +63,23 @@ def postgres_url() -> Iterator[str]:
 
 
 def _serve(folder: Path, user: str | None, data: Path, sockets: Path) -> Iterator[str]:
+    initdb: list[str | Path] = [folder / "initdb", "-D", data, "-U", "postgres"]
     subprocess.run(
-        [folder / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+        [*initdb, "--auth=trust", "-E", "UTF8"],
         check=True,
         capture_output=True,
-        **run_as(user),  # type: ignore[arg-type]
+        user=user,
+        group=user,
     )
     port = free_port()
+    postgres: list[str | Path] = [folder / "postgres", "-D", data, "-p", str(port), "-k", sockets]
     server = subprocess.Popen(
-        [folder / "postgres", "-D", data, "-p", str(port), "-k", sockets]
-        + ["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
+        [*postgres, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         preexec_fn=die_with_parent,  # after the switch of user, which would clear it
-        **run_as(user),  # type: ignore[arg-type]
+        user=user,
+        group=user,
     )
     try:
         url = f"postgres://postgres@127.0.0.1:{port}/postgres"
