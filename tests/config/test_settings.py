@@ -64,6 +64,12 @@ def test_commands_that_need_no_redis_run_without_redis_url(tmp_path: Path) -> No
         assert "Traceback" not in result.stderr
 
 
+def test_the_lab_host_without_redis_url_names_it_without_a_traceback() -> None:
+    result = _run("manage.py", "runlabs", settings="config.settings.dev")
+    assert result.returncode == 1
+    assert "set REDIS_URL" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_check_deploy_is_clean_with_production_settings() -> None:
     result = _manage(
         "check",

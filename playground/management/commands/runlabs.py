@@ -33,6 +33,12 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if not settings.REDIS_URL:
+            # A private Redis would be no use here: the web processes could not reach it.
+            raise CommandError(
+                "set REDIS_URL to the Redis the web processes use (make run sets it for "
+                "its lab host)"
+            )
         # One long-lived process with a busy event loop. What it loaded to start (Django,
         # the modules: ~100,000 objects) lives as long as it does, so it is frozen out of
         # the collector's full passes, which took ~110 ms at 40 labs: a stall of every
