@@ -1,14 +1,15 @@
 """Quizzes as a page shows them to one request: the parts of a lesson's HTML with its
 quizzes between them, and the one-shot answer shown after a no-JavaScript POST.
 
-Rendering is templates/course/quiz.html's partials, with the real request; only a quiz's
-question and choices, which are content, come rendered with the course snapshot.
+Rendering is templates/course/quiz.html's partials. What is content (a quiz's form around
+the request's CSRF field) is rendered once per quiz with the course snapshot
+(quiz_form_build); what depends on the request is rendered per page, with the request.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from django.template.loader import render_to_string
@@ -23,21 +24,28 @@ FLASH_KEY = "quiz_flash"
 
 
 @dataclass(frozen=True)
+class QuizForm:
+    """A quiz's form, unanswered, in two pieces: the request's CSRF field goes between."""
+
+    open: SafeString
+    body: SafeString
+
+
+@dataclass(frozen=True)
 class PagePart:
     html: SafeString  # a piece of the lesson's sanitized HTML
-    slot: QuizSlot | None  # the quiz that follows it (None after the last piece)
+    slot: QuizSlot | None = None  # the quiz that follows it (None after the last piece)
+    form: QuizForm | None = None  # its form, when it has a quiz
     result: QuizResult | None = None  # its answer, shown once after a no-JavaScript POST
-    action: str = ""  # where the quiz's form posts
-    choices_html: SafeString = SafeString("")  # its question and choices, unanswered
-
-    @property
-    def checked(self) -> frozenset[int]:
-        return frozenset(c.number for c in self.result.selected) if self.result else frozenset()
 
 
-def quiz_choices_html(*, quiz: Quiz) -> SafeString:
-    """A quiz's question and choices with none checked: content only, no request."""
-    return mark_safe(render_to_string("course/quiz.html#choices", {"quiz": quiz}))  # noqa: S308
+def quiz_form_build(*, slug: str, quiz: Quiz) -> QuizForm:
+    """The form of a quiz of lesson `slug`, rendered with no request (content only)."""
+    context = {"quiz": quiz, "action": reverse("course:quiz_answer", args=[slug, quiz.id])}
+    return QuizForm(
+        open=mark_safe(render_to_string("course/quiz.html#open", context)),  # noqa: S308
+        body=mark_safe(render_to_string("course/quiz.html#body", context)),  # noqa: S308
+    )
 
 
 def page_parts(
@@ -45,27 +53,25 @@ def page_parts(
     rendered: RenderedMarkdown,
     slug: str,
     flash: dict[str, Any] | None,
-    choices: Mapping[str, SafeString] | None = None,
+    forms: Mapping[str, QuizForm] | None = None,
 ) -> list[PagePart]:
-    """The page's pieces; `choices` is the snapshot's quiz_choices_html of each quiz by id
-    (made here when not given: the author preview of a file that is not a lesson yet)."""
+    """The page's pieces; `forms` is the snapshot's quiz_form_build of each quiz by id
+    (built here when not given: the author preview of a file that is not a lesson yet)."""
     slots: list[QuizSlot | None] = [*rendered.quizzes, None]
     parts = []
     for html, slot in zip(rendered.parts, slots, strict=True):
-        result = None
-        quiz = slot.quiz if slot is not None else None
-        if flash is not None and quiz is not None and flash.get("quiz") == quiz.id:
-            result = quiz_check(quiz=quiz, selected=flash.get("selected") or [])
         # The one place where a lesson's HTML enters a page: sanitized by course.markdown.
-        part = PagePart(html=mark_safe(html), slot=slot, result=result)  # noqa: S308
-        if quiz is not None:
-            done = choices.get(quiz.id) if choices is not None else None
-            part = replace(
-                part,
-                action=reverse("course:quiz_answer", args=[slug, quiz.id]),
-                choices_html=done if done is not None else quiz_choices_html(quiz=quiz),
-            )
-        parts.append(part)
+        safe = mark_safe(html)  # noqa: S308
+        quiz = slot.quiz if slot is not None else None
+        if quiz is None:
+            parts.append(PagePart(html=safe, slot=slot))
+            continue
+        form = forms.get(quiz.id) if forms is not None else None
+        result = None
+        if flash is not None and flash.get("quiz") == quiz.id:
+            result = quiz_check(quiz=quiz, selected=flash.get("selected") or [])
+        form = form or quiz_form_build(slug=slug, quiz=quiz)
+        parts.append(PagePart(html=safe, slot=slot, form=form, result=result))
     return parts
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from django.conf import settings
-from django.utils.safestring import SafeString
+from django.urls import reverse
 
 from course.lessons import (
     ContentError,
@@ -35,7 +35,7 @@ from course.markdown_process import (
     markdown_render_bounded,
     markdown_render_bounded_many,
 )
-from course.quiz_forms import quiz_choices_html
+from course.quiz_forms import QuizForm, quiz_form_build
 from course.search import IndexedLesson, search_index_build
 
 # How much older than our stat() a file's last change must be before its stat alone is
@@ -60,8 +60,10 @@ class CourseSnapshot:
     sources: Mapping[str, LessonSource] = field(repr=False)  # every parsed file, by slug
     renders: Mapping[str, Render] = field(repr=False)  # by file digest: what a rebuild reuses
     search_index: tuple[IndexedLesson, ...] = field(repr=False)
-    # Each quiz's question and choices as a page shows them unanswered, by slug and quiz id.
-    quiz_choices: Mapping[str, Mapping[str, SafeString]] = field(repr=False)
+    # Each quiz's form as a page shows it unanswered, by lesson slug and quiz id.
+    quiz_forms: Mapping[str, Mapping[str, QuizForm]] = field(repr=False)
+    # Each servable lesson's page address, by slug.
+    urls: Mapping[str, str] = field(repr=False)
 
     def lesson_get(self, *, slug: str) -> Lesson:
         """The servable lesson `slug`; LessonNotFound, or ContentError saying where the
@@ -159,14 +161,15 @@ def course_snapshot_build(
         sources=sources,
         renders=renders,
         search_index=search_index_build(lessons=lessons),
-        quiz_choices={
+        quiz_forms={
             lesson.slug: {
-                slot.quiz.id: quiz_choices_html(quiz=slot.quiz)
+                slot.quiz.id: quiz_form_build(slug=lesson.slug, quiz=slot.quiz)
                 for slot in lesson.quizzes
                 if slot.quiz is not None
             }
             for lesson in lessons
         },
+        urls={lesson.slug: reverse("course:lesson", args=[lesson.slug]) for lesson in lessons},
     )
 
 

@@ -78,12 +78,14 @@ def _lesson_page(
             rendered=lesson.rendered,
             slug=lesson.slug,
             flash=flash,
-            choices=snapshot.quiz_choices[lesson.slug],
+            forms=snapshot.quiz_forms[lesson.slug],
         ),
         "staff": staff,
         "number": snapshot.number(slug=lesson.slug),
         "previous": previous,
+        "previous_url": snapshot.urls[previous.slug] if previous else "",
         "next": following,
+        "next_url": snapshot.urls[following.slug] if following else "",
         "lesson_file": _display_path(lesson.path) if staff else "",  # shown to staff only
         "diagram_styles": lesson.has_diagram,
     }

@@ -13,7 +13,7 @@ from django.urls import reverse
 from course.markdown import RenderedMarkdown
 from course.models import QuizAnswer
 from course.quiz import Quiz, QuizError, QuizSlot, quiz_check, quiz_parse, quiz_slots
-from course.quiz_forms import page_parts, quiz_choices_html
+from course.quiz_forms import page_parts, quiz_form_build
 from course.snapshot import course_snapshot
 
 FENCE_LINE = 40  # where the ```quiz fence of the test blocks would sit in a lesson file
@@ -222,18 +222,20 @@ def rendered_with(slot: QuizSlot) -> RenderedMarkdown:
     )  # fmt: skip
 
 
-def test_the_choices_partial_is_content_only(rf) -> None:
-    """The snapshot renders a quiz's choices once, with no request (quiz_choices_html): the
-    partial must give the same HTML as with a learner's request."""
+def test_a_quiz_forms_content_partials_read_no_request(rf) -> None:
+    """The snapshot renders a quiz's "open" and "body" once, with no request
+    (quiz_form_build): they must give the same HTML as with a staff member's request."""
     from django.contrib.auth.models import User
     from django.template.loader import render_to_string
 
     quiz = parse(GOOD)
+    form = quiz_form_build(slug="l", quiz=quiz)
     request = rf.get("/")
     request.user = User(username="staff", is_staff=True)
-    with_request = render_to_string("course/quiz.html#choices", {"quiz": quiz}, request=request)
-    assert quiz_choices_html(quiz=quiz) == with_request
-    assert 'name="choice"' in with_request and "checked" not in with_request
+    context = {"quiz": quiz, "action": answer_url("l", quiz.id)}
+    for name, built in (("open", form.open), ("body", form.body)):
+        assert render_to_string(f"course/quiz.html#{name}", context, request=request) == built
+    assert 'name="choice"' in form.body and "checked" not in form.body
 
 
 def test_moving_the_right_answer_does_not_change_the_html(rf) -> None:
@@ -247,7 +249,7 @@ def test_moving_the_right_answer_does_not_change_the_html(rf) -> None:
         request.user = AnonymousUser()
         slot = QuizSlot(line=FENCE_LINE, quiz=parse(source))
         (part, _) = page_parts(rendered=rendered_with(slot), slug="l", flash=None)
-        context = {"slot": slot, "action": part.action, "choices_html": part.choices_html}
+        context = {"slot": slot, "form": part.form}
         html = render_to_string("course/quiz.html#slot", context, request=request)
         return re.sub(r'name="csrfmiddlewaretoken" value="[^"]*"', "", html)
 
