@@ -68,7 +68,6 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "csp.context_processors.nonce",
             ],
-            "libraries": {"assets": "config.assets"},
         },
     },
 ]
