@@ -71,7 +71,7 @@ def markdown_render_bounded_many(
     if done.returncode != 0:
         last = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
         raise RuntimeError(f"the Markdown renderer failed ({done.returncode}): {last[0]}")
-    rendered = pickle.loads(done.stdout)  # noqa: S301 - our own child, our own dataclasses
+    rendered = pickle.loads(done.stdout)  # our own child's output, our own dataclasses
     assert isinstance(rendered, list) and len(rendered) == len(items)
     assert all(isinstance(one, RenderedMarkdown) for one in rendered)
     return rendered

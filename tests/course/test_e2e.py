@@ -134,7 +134,7 @@ def small_course_url(
             title="Drawn lesson",
             order=2,
             body="## Figure\n\n```mermaid\ngraph TD\n  A --> B\n```\n",
-        )  # noqa: E501
+        )
     )
     process, url = start_daphne({**server_env, "CONTENT_DIR": str(content)})
     yield url
