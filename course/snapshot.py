@@ -92,7 +92,7 @@ class CourseSnapshot:
 
 
 _current: CourseSnapshot | None = None
-_lock = threading.Lock()  # one build at a time; readers never wait for a fresh snapshot
+_lock = threading.Lock()  # one build at a time; a request that finds a change waits for it
 
 
 def course_snapshot() -> CourseSnapshot:
