@@ -89,8 +89,15 @@ def progress_mark_read(*, session: MutableMapping[str, Any], slug: str) -> None:
 
 
 def progress_record_answer(
-    *, session: MutableMapping[str, Any], slug: str, quiz_id: str, correct: bool
+    *,
+    session: MutableMapping[str, Any],
+    slug: str,
+    quiz_id: str,
+    correct: bool,
+    selected: list[int],
 ) -> None:
+    """An answer to a quiz: counted, and kept (the choice numbers) so that the lesson
+    shows it again, with its feedback, when the learner comes back."""
     data = _data(session)
     quiz = _lesson(data, slug)["quizzes"].setdefault(
         quiz_id, {"attempts": 0, "correct": False, "ever_correct": False}
@@ -98,8 +105,23 @@ def progress_record_answer(
     quiz["attempts"] = int(quiz.get("attempts", 0)) + 1
     quiz["correct"] = correct
     quiz["ever_correct"] = bool(quiz.get("ever_correct")) or correct
+    quiz["selected"] = selected
     data["last"] = slug
     session[SESSION_KEY] = data
+
+
+def progress_answers(*, session: MutableMapping[str, Any], slug: str) -> dict[str, list[int]]:
+    """The last answer given to each quiz of a lesson (choice numbers), by quiz id."""
+    stored = _data(session)["lessons"].get(slug)
+    quizzes = stored.get("quizzes") if isinstance(stored, dict) else None
+    if not isinstance(quizzes, dict):
+        return {}
+    answers = {}
+    for quiz_id, quiz in quizzes.items():
+        selected = quiz.get("selected") if isinstance(quiz, dict) else None
+        if isinstance(selected, list) and all(isinstance(n, int) for n in selected):
+            answers[quiz_id] = selected
+    return answers
 
 
 def progress_reset(*, session: MutableMapping[str, Any]) -> None:
@@ -131,11 +153,13 @@ def progress_summary(
                 quizzes_answered=sum(1 for q in quiz_ids if q in answers),
             )
         )
-    by_slug = {p.slug: p for p in rows}
+    # Continue with the first unread lesson after the last one visited (in course order),
+    # else the first unread one at all.
     last = data.get("last")
-    target = by_slug.get(last) if isinstance(last, str) else None
-    if target is None:
-        target = next((p for p in rows if not p.read), None)
+    slugs = [p.slug for p in rows]
+    after = slugs.index(last) + 1 if isinstance(last, str) and last in slugs else 0
+    unread = [p for p in rows[after:] + rows[:after] if not p.read]
+    target = unread[0] if unread else None
     started = any(p.read or p.quizzes_answered for p in rows)
     return CourseProgress(
         lessons=rows,

@@ -1,5 +1,5 @@
 """Quizzes as a page shows them to one request: the parts of a lesson's HTML with its
-quizzes between them, and the one-shot answer shown after a no-JavaScript POST.
+quizzes between them, each with the learner's last answer and its feedback, if any.
 
 Rendering is templates/course/quiz.html's partials. What is content (a quiz's form around
 the request's CSRF field) is rendered once per quiz with the course snapshot
@@ -8,9 +8,8 @@ the request's CSRF field) is rendered once per quiz with the course snapshot
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -18,9 +17,6 @@ from django.utils.safestring import SafeString, mark_safe
 
 from course.markdown import RenderedMarkdown
 from course.quiz import Quiz, QuizResult, QuizSlot, quiz_check
-
-# Session key of the answer shown once after a no-JavaScript POST (post/redirect/get).
-FLASH_KEY = "quiz_flash"
 
 
 @dataclass(frozen=True)
@@ -36,7 +32,7 @@ class PagePart:
     html: SafeString  # a piece of the lesson's sanitized HTML
     slot: QuizSlot | None = None  # the quiz that follows it (None after the last piece)
     form: QuizForm | None = None  # its form, when it has a quiz
-    result: QuizResult | None = None  # its answer, shown once after a no-JavaScript POST
+    result: QuizResult | None = None  # the learner's last answer to it, checked
 
 
 def quiz_form_build(*, slug: str, quiz: Quiz) -> QuizForm:
@@ -53,11 +49,12 @@ def page_parts(
     *,
     rendered: RenderedMarkdown,
     slug: str,
-    flash: dict[str, Any] | None,
+    answers: Mapping[str, list[int]],
     forms: Mapping[str, QuizForm] | None = None,
 ) -> list[PagePart]:
-    """The page's pieces; `forms` is the snapshot's quiz_form_build of each quiz by id
-    (built here when not given: the author preview of a file that is not a lesson yet)."""
+    """The page's pieces; `answers` is the learner's last answer to each quiz by id
+    (course.progress), `forms` the snapshot's quiz_form_build of each quiz by id (built
+    here when not given: the author preview of a file that is not a lesson yet)."""
     slots: list[QuizSlot | None] = [*rendered.quizzes, None]
     parts = []
     for html, slot in zip(rendered.parts, slots, strict=True):
@@ -68,23 +65,8 @@ def page_parts(
             parts.append(PagePart(html=safe, slot=slot))
             continue
         form = forms.get(quiz.id) if forms is not None else None
-        result = None
-        if flash is not None and flash.get("quiz") == quiz.id:
-            result = quiz_check(quiz=quiz, selected=flash.get("selected") or [])
+        selected = answers.get(quiz.id)
+        result = quiz_check(quiz=quiz, selected=selected) if selected else None
         form = form or quiz_form_build(slug=slug, quiz=quiz)
         parts.append(PagePart(html=safe, slot=slot, form=form, result=result))
     return parts
-
-
-def flash_set(
-    *, session: MutableMapping[str, Any], slug: str, quiz_id: str, selected: list[int]
-) -> None:
-    session[FLASH_KEY] = {"slug": slug, "quiz": quiz_id, "selected": selected}
-
-
-def flash_pop(*, session: MutableMapping[str, Any], slug: str) -> dict[str, Any] | None:
-    flash = session.get(FLASH_KEY)
-    if not isinstance(flash, dict) or flash.get("slug") != slug:
-        return None
-    del session[FLASH_KEY]
-    return flash

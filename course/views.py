@@ -16,8 +16,8 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
 
 from course.lessons import ContentError, Lesson, LessonNotFound
-from course.progress import progress_mark_read, progress_summary
-from course.quiz_forms import flash_pop, page_parts
+from course.progress import progress_answers, progress_mark_read, progress_summary
+from course.quiz_forms import page_parts
 from course.snapshot import CourseSnapshot, course_snapshot
 from course.views_common import HtmxHttpRequest
 
@@ -69,7 +69,6 @@ def _lesson_page(
     request: HtmxHttpRequest, lesson: Lesson, snapshot: CourseSnapshot
 ) -> HttpResponse:
     previous, following = snapshot.neighbours(slug=lesson.slug)
-    flash = flash_pop(session=request.session, slug=lesson.slug)
     staff = _is_staff(request)
     context = {
         "lesson": lesson,
@@ -77,7 +76,7 @@ def _lesson_page(
         "parts": page_parts(
             rendered=lesson.rendered,
             slug=lesson.slug,
-            flash=flash,
+            answers=progress_answers(session=request.session, slug=lesson.slug),
             forms=snapshot.quiz_forms[lesson.slug],
         ),
         "staff": staff,

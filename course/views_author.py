@@ -27,7 +27,7 @@ def _context(*, text: str, slug: str) -> dict[str, object]:
         "slug": preview.slug,
         "text": text,
         "preview": preview,
-        "parts": page_parts(rendered=preview.rendered, slug=preview.slug, flash=None)
+        "parts": page_parts(rendered=preview.rendered, slug=preview.slug, answers={})
         if preview.rendered
         else [],
         "staff": True,

@@ -1,7 +1,8 @@
 """Answering quizzes and resetting progress: the learner's two POSTs.
 
 An htmx answer gets the quiz's feedback partial back; a plain form POST is redirected to
-the lesson at the quiz's anchor, where the lesson page shows the feedback once.
+the lesson at the quiz's anchor. Either way the answer is kept in the learner's progress,
+and the lesson shows it, with its feedback, whenever it is opened again.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from django.views.decorators.http import require_POST
 from course.models import QuizAnswer, session_hash
 from course.progress import progress_record_answer, progress_reset
 from course.quiz import quiz_check
-from course.quiz_forms import flash_set
 from course.views_common import HtmxHttpRequest, lesson_or_404
 
 MAX_CHOICES_POSTED = 10
@@ -37,7 +37,11 @@ def quiz_answer(request: HtmxHttpRequest, slug: str, quiz_id: str) -> HttpRespon
     result = quiz_check(quiz=quiz, selected=_selected(request))
     if result.selected:
         progress_record_answer(
-            session=request.session, slug=lesson.slug, quiz_id=quiz.id, correct=result.correct
+            session=request.session,
+            slug=lesson.slug,
+            quiz_id=quiz.id,
+            correct=result.correct,
+            selected=[c.number for c in result.selected],
         )
         if request.session.session_key is None:
             request.session.save()  # the anonymous hash needs a key that will last
@@ -49,12 +53,6 @@ def quiz_answer(request: HtmxHttpRequest, slug: str, quiz_id: str) -> HttpRespon
         )
     if request.htmx:
         return render(request, "course/quiz.html#feedback", {"result": result})
-    flash_set(
-        session=request.session,
-        slug=lesson.slug,
-        quiz_id=quiz.id,
-        selected=[c.number for c in result.selected],
-    )
     url = reverse("course:lesson", kwargs={"slug": lesson.slug})
     return HttpResponseRedirect(f"{url}#quiz-{quiz.id}", status=303)
 

@@ -12,6 +12,7 @@ from django.test import Client
 from django.urls import reverse
 
 from course.progress import (
+    progress_answers,
     progress_mark_read,
     progress_record_answer,
     progress_reset,
@@ -46,23 +47,34 @@ def test_summary_counts_read_marks_and_quizzes_right() -> None:
 
     progress_mark_read(session=session, slug=second.slug)
     quiz_id = second.quiz_ids[0]
-    progress_record_answer(session=session, slug=second.slug, quiz_id=quiz_id, correct=False)
+
+    def answer(*, correct: bool, selected: list[int]) -> None:
+        progress_record_answer(
+            session=session, slug=second.slug, quiz_id=quiz_id, correct=correct, selected=selected
+        )
+
+    answer(correct=False, selected=[1])
     summary = progress_summary(session=session, lessons=lessons)
     row = summary.for_slug(second.slug)
     assert row is not None and row.read and row.quizzes_answered == 1 and row.quizzes_right == 0
-    assert summary.continue_slug == second.slug  # the last lesson visited
+    # The next unread lesson after the last one visited: the third, not the first.
+    assert summary.continue_slug == lessons[2].slug
 
-    progress_record_answer(session=session, slug=second.slug, quiz_id=quiz_id, correct=True)
-    progress_record_answer(session=session, slug=second.slug, quiz_id=quiz_id, correct=False)
+    answer(correct=True, selected=[2])
+    answer(correct=False, selected=[3])
     row = progress_summary(session=session, lessons=lessons).for_slug(second.slug)
     assert row is not None and row.quizzes_right == 1  # ever correct counts
     assert session["progress"]["lessons"][second.slug]["quizzes"][quiz_id] == {
         "attempts": 3,
         "correct": False,
         "ever_correct": True,
+        "selected": [3],
     }
+    assert progress_answers(session=session, slug=second.slug) == {quiz_id: [3]}
     # Answers to quizzes that are no longer in the lesson do not count.
-    progress_record_answer(session=session, slug=second.slug, quiz_id="gone", correct=True)
+    progress_record_answer(
+        session=session, slug=second.slug, quiz_id="gone", correct=True, selected=[1]
+    )
     row = progress_summary(session=session, lessons=lessons).for_slug(second.slug)
     assert row is not None and row.quizzes_right == 1
 
@@ -96,7 +108,8 @@ def test_reading_and_answering_show_on_home(client: Client) -> None:
     assert "✓ read" in row
     assert f'max="{len(lesson.quiz_ids)}" value="1"' in row
     assert f"1/{len(lesson.quiz_ids)} quizzes right" in row
-    assert f"Continue where you left off: {lesson.title}" in home
+    # The first unread lesson after the one read last.
+    assert f"Continue with the next unread lesson: {lessons[2].title}" in home
     assert _lesson_row(home, lessons[0].slug).count("not read yet") == 1
     overall = re.search(r'id="progress-overall" max="100" value="(\d+)"', home)
     assert overall and int(overall.group(1)) > 0
@@ -187,4 +200,5 @@ def test_progress_survives_a_restart_of_the_web_server(server_env: dict[str, str
     row = _lesson_row(home, lesson.slug)
     assert "✓ read" in row
     assert f"1/{len(lesson.quiz_ids)} quizzes right" in row
-    assert f"Continue where you left off: {lesson.title}" in home
+    following = course_snapshot().lessons[3]
+    assert f"Continue with the next unread lesson: {following.title}" in home
