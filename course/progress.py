@@ -77,15 +77,29 @@ def _lesson(data: dict[str, Any], slug: str) -> dict[str, Any]:
     return lesson
 
 
+def progress_visit(*, session: MutableMapping[str, Any], slug: str) -> None:
+    """A lesson page was shown: remember it, so that "Continue" goes on after it."""
+    data = _data(session)
+    if data["last"] == slug:
+        return  # nothing changed: don't rewrite the session on every page view
+    data["last"] = slug
+    session[SESSION_KEY] = data
+
+
 def progress_mark_read(*, session: MutableMapping[str, Any], slug: str) -> None:
-    """A lesson page was shown: mark it read and remember it as the place to continue."""
+    """The learner reached the end of a lesson: it counts as read."""
     data = _data(session)
     lesson = _lesson(data, slug)
     if lesson["read"] and data["last"] == slug:
-        return  # nothing changed: don't rewrite the session on every page view
+        return
     lesson["read"] = True
     data["last"] = slug
     session[SESSION_KEY] = data
+
+
+def progress_has_read(*, session: MutableMapping[str, Any], slug: str) -> bool:
+    stored = _data(session)["lessons"].get(slug)
+    return isinstance(stored, dict) and bool(stored.get("read"))
 
 
 def progress_record_answer(

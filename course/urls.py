@@ -16,6 +16,9 @@ urlpatterns = [
         views_quiz.quiz_answer,
         name="quiz_answer",
     ),
+    re_path(
+        rf"^lessons/(?P<slug>{SLUG_PATTERN})/read/$", views_quiz.lesson_read, name="lesson_read"
+    ),
     path("progress/reset/", views_quiz.progress_reset_view, name="progress_reset"),
     path("decide/", views_decide.decide, name="decide"),
     path("search/", views_search.search, name="search"),

@@ -16,7 +16,12 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
 
 from course.lessons import ContentError, Lesson, LessonNotFound
-from course.progress import progress_answers, progress_mark_read, progress_summary
+from course.progress import (
+    progress_answers,
+    progress_has_read,
+    progress_summary,
+    progress_visit,
+)
 from course.quiz_forms import page_parts
 from course.snapshot import CourseSnapshot, course_snapshot
 from course.views_common import HtmxHttpRequest
@@ -80,6 +85,7 @@ def _lesson_page(
             forms=snapshot.quiz_forms[lesson.slug],
         ),
         "staff": staff,
+        "read": progress_has_read(session=request.session, slug=lesson.slug),
         "number": snapshot.number(slug=lesson.slug),
         "previous": previous,
         "previous_url": snapshot.urls[previous.slug] if previous else "",
@@ -88,7 +94,7 @@ def _lesson_page(
         "lesson_file": _display_path(lesson.path) if staff else "",  # shown to staff only
         "diagram_styles": lesson.has_diagram,
     }
-    progress_mark_read(session=request.session, slug=lesson.slug)
+    progress_visit(session=request.session, slug=lesson.slug)
     return render(request, "course/lesson.html", context)
 
 

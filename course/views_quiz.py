@@ -1,4 +1,4 @@
-"""Answering quizzes and resetting progress: the learner's two POSTs.
+"""The learner's POSTs: answering a quiz, reaching a lesson's end, resetting progress.
 
 An htmx answer gets the quiz's feedback partial back; a plain form POST is redirected to
 the lesson at the quiz's anchor. Either way the answer is kept in the learner's progress,
@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from course.models import QuizAnswer, session_hash
-from course.progress import progress_record_answer, progress_reset
+from course.progress import progress_mark_read, progress_record_answer, progress_reset
 from course.quiz import quiz_check
 from course.views_common import HtmxHttpRequest, lesson_or_404
 
@@ -55,6 +55,18 @@ def quiz_answer(request: HtmxHttpRequest, slug: str, quiz_id: str) -> HttpRespon
         return render(request, "course/quiz.html#feedback", {"result": result})
     url = reverse("course:lesson", kwargs={"slug": lesson.slug})
     return HttpResponseRedirect(f"{url}#quiz-{quiz.id}", status=303)
+
+
+@require_POST
+def lesson_read(request: HtmxHttpRequest, slug: str) -> HttpResponse:
+    """The end of a lesson was reached (htmx posts this when it scrolls into view; without
+    JavaScript the learner presses the button there)."""
+    lesson = lesson_or_404(slug)
+    progress_mark_read(session=request.session, slug=lesson.slug)
+    if request.htmx:
+        return render(request, "course/lesson.html#read", {"lesson": lesson, "read": True})
+    url = reverse("course:lesson", kwargs={"slug": lesson.slug})
+    return HttpResponseRedirect(f"{url}#lesson-end", status=303)
 
 
 @require_POST

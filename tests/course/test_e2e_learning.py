@@ -85,6 +85,11 @@ def test_a_progress_bar_moves_after_reading_a_lesson(page, live_server_url: str)
 
     page.goto(f"{live_server_url}/lessons/{lesson.slug}/")
     page.goto(f"{live_server_url}/")
+    expect(row).to_contain_text("not read yet")  # opened is not read
+    page.goto(f"{live_server_url}/lessons/{lesson.slug}/")
+    page.locator(".pager").scroll_into_view_if_needed()  # the end of the lesson
+    expect(page.locator("#lesson-end")).to_contain_text("You have read this lesson")
+    page.goto(f"{live_server_url}/")
     expect(row).to_contain_text("✓ read")
     assert int(overall.get_attribute("value") or "0") > before
 

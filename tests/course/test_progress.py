@@ -28,6 +28,10 @@ def lesson_url(slug: str) -> str:
     return reverse("course:lesson", kwargs={"slug": slug})
 
 
+def read_url(slug: str) -> str:
+    return reverse("course:lesson_read", kwargs={"slug": slug})
+
+
 def answer_url(slug: str, quiz_id: str) -> str:
     return reverse("course:quiz_answer", kwargs={"slug": slug, "quiz_id": quiz_id})
 
@@ -97,7 +101,13 @@ def test_reading_and_answering_show_on_home(client: Client) -> None:
     assert "Start the course" in home
     assert "Reset progress" not in home  # nothing to reset yet
 
-    client.get(lesson_url(lesson.slug))
+    page = client.get(lesson_url(lesson.slug)).content.decode()
+    assert "Mark this lesson read" in page
+    # Opened is not read: reaching the end is.
+    assert _lesson_row(client.get(HOME).content.decode(), lesson.slug).count("not read yet")
+    reached = client.post(read_url(lesson.slug), headers={"HX-Request": "true"})
+    assert "You have read this lesson" in reached.content.decode()
+    assert "<html" not in reached.content.decode()  # only the end's partial
     client.post(
         answer_url(lesson.slug, quiz.id),
         {"choice": str(right.number)},
@@ -106,6 +116,7 @@ def test_reading_and_answering_show_on_home(client: Client) -> None:
     home = client.get(HOME).content.decode()
     row = _lesson_row(home, lesson.slug)
     assert "✓ read" in row
+    assert "You have read this lesson" in client.get(lesson_url(lesson.slug)).content.decode()
     assert f'max="{len(lesson.quiz_ids)}" value="1"' in row
     assert f"1/{len(lesson.quiz_ids)} quizzes right" in row
     # The first unread lesson after the one read last.
@@ -118,7 +129,7 @@ def test_reading_and_answering_show_on_home(client: Client) -> None:
 @pytest.mark.django_db
 def test_reset_is_a_post_and_clears_progress(client: Client) -> None:
     lesson = course_snapshot().lessons[0]
-    client.get(lesson_url(lesson.slug))
+    client.post(read_url(lesson.slug))
     assert "✓ read" in _lesson_row(client.get(HOME).content.decode(), lesson.slug)
     assert client.get(reverse("course:progress_reset")).status_code == 405
     response = client.post(reverse("course:progress_reset"))
@@ -131,7 +142,7 @@ def test_reset_is_a_post_and_clears_progress(client: Client) -> None:
 @pytest.mark.django_db
 def test_progress_is_per_browser(client: Client) -> None:
     lesson = course_snapshot().lessons[0]
-    client.get(lesson_url(lesson.slug))
+    client.post(read_url(lesson.slug))
     other = Client()
     assert "✓ read" not in other.get(HOME).content.decode()
 
@@ -188,6 +199,13 @@ def test_progress_survives_a_restart_of_the_web_server(server_env: dict[str, str
             referer_path=lesson_url(lesson.slug),
         )
         assert "Correct!" in after
+        # The end of the lesson, without JavaScript: its button, then back to the lesson.
+        after = browser.post(
+            read_url(lesson.slug),
+            {"csrfmiddlewaretoken": token.group(1)},
+            referer_path=lesson_url(lesson.slug),
+        )
+        assert "You have read this lesson" in after
     finally:
         stop_process(process)
 
