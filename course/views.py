@@ -41,12 +41,15 @@ INLINE_STYLES_HEADER = "X-Inline-Styles"
 def home(request: HtmxHttpRequest) -> HttpResponse:
     snapshot = course_snapshot()
     staff = _is_staff(request)
+    progress = progress_summary(session=request.session, lessons=snapshot.lessons)
     context = {
         "lessons": snapshot.lessons,
         "total_minutes": sum(lesson.minutes for lesson in snapshot.lessons),
         "content_errors": [_error_context(e) for e in snapshot.errors] if staff else [],
         "diagram_styles": True,
-        "progress": progress_summary(session=request.session, lessons=snapshot.lessons),
+        "progress": progress,
+        # Each lesson's card shows its own progress: the page lists the lessons once.
+        "cards": list(zip(snapshot.lessons, progress.lessons, strict=True)),
     }
     return render(request, "course/home.html", context)
 

@@ -156,3 +156,29 @@ def test_boost_from_a_strict_page_into_a_diagram_loads_the_page_for_real(
     assert page.evaluate("window.sameDocument") is None  # a real page load, with its own CSP
     assert page.evaluate(NODE_FILL) not in UNSTYLED
     assert violations == []
+
+
+def test_the_table_of_contents_marks_the_section_being_read(page, live_server_url: str) -> None:
+    from playwright.sync_api import expect
+
+    lesson = course_snapshot().lessons[0]
+    first, last = lesson.toc[0], lesson.toc[-1]
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(f"{live_server_url}/lessons/{lesson.slug}/")
+    toc = page.locator(".lesson-toc")
+    page.locator(f"#{first.id}").scroll_into_view_if_needed()
+    page.evaluate(f"window.scrollTo(0, document.getElementById('{first.id}').offsetTop - 10)")
+    expect(toc.locator(f'a[href="#{first.id}"]')).to_have_attribute("aria-current", "true")
+    page.evaluate(f"window.scrollTo(0, document.getElementById('{last.id}').offsetTop - 10)")
+    expect(toc.locator(f'a[href="#{last.id}"]')).to_have_attribute("aria-current", "true")
+    assert toc.locator('a[aria-current="true"]').count() == 1
+
+
+def test_on_a_phone_the_lesson_title_comes_before_its_contents(page, live_server_url: str) -> None:
+    lesson = course_snapshot().lessons[0]
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{live_server_url}/lessons/{lesson.slug}/")
+    title = page.locator("h1").bounding_box()
+    toc = page.locator(".lesson-toc").bounding_box()
+    assert title is not None and toc is not None
+    assert title["y"] < toc["y"]

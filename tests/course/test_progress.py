@@ -148,9 +148,7 @@ def test_progress_is_per_browser(client: Client) -> None:
 
 
 def _lesson_row(home: str, slug: str) -> str:
-    match = re.search(
-        rf'<li class="progress-lesson[^"]*" data-slug="{slug}">(.*?)</li>', home, re.S
-    )
+    match = re.search(rf'<p class="progress-lesson[^"]*" data-slug="{slug}">(.*?)</p>', home, re.S)
     assert match, f"no progress row for {slug}"
     return match.group(1)
 
@@ -220,3 +218,17 @@ def test_progress_survives_a_restart_of_the_web_server(server_env: dict[str, str
     assert f"1/{len(lesson.quiz_ids)} quizzes right" in row
     following = course_snapshot().lessons[3]
     assert f"Continue with the next unread lesson: {following.title}" in home
+
+
+@pytest.mark.django_db
+def test_home_lists_each_lesson_once_with_its_progress_in_its_card(client: Client) -> None:
+    lessons = course_snapshot().lessons
+    client.post(read_url(lessons[0].slug))
+    home = client.get(HOME).content.decode()
+    cards = home[home.index('class="lesson-list"') :]
+    for lesson in lessons:
+        # Once in its card (and once more in the "Continue" button, for the next one).
+        expected = 2 if lesson == lessons[1] else 1
+        assert home.count(f'href="{lesson_url(lesson.slug)}"') == expected, lesson.slug
+        assert f'data-slug="{lesson.slug}"' in cards
+    assert "✓ read" in _lesson_row(cards, lessons[0].slug)
