@@ -32,6 +32,9 @@ from course.snapshot import CourseSnapshot, course_snapshot_build
 
 LESSON_PATH_RE = re.compile(r"^/lessons/(?P<slug>[^/]+)/$")
 _CODE_SPAN_RE = re.compile(r"(`+).+?\1")
+# A diagram's accessible name (static/js/diagrams.js reads it): Mermaid's accTitle, or the
+# same as a %% comment in diagram types whose syntax has none (mindmap).
+_DIAGRAM_TITLE_RE = re.compile(r"^\s*(?:%%\s*)?accTitle:\s*\S", re.M)
 _RAW_TAG_RE = re.compile(r"<([a-zA-Z][a-zA-Z0-9-]*)(?:\s[^<>]*)?/?>")
 
 
@@ -92,6 +95,15 @@ def _fence_problems(source: LessonSource, fences: list[Fence]) -> list[ContentPr
     for fence in fences:
         if not fence.closed:
             problems.append(ContentProblem(path, fence.line, "code fence is never closed"))
+        if fence.language == "mermaid" and not _DIAGRAM_TITLE_RE.search(fence.source):
+            problems.append(
+                ContentProblem(
+                    path,
+                    fence.line,
+                    "diagram has no name: add a line 'accTitle: what it shows' after its "
+                    "type (as '%% accTitle: ...' in a mindmap)",
+                )
+            )
         if fence.language and fence.language not in SPECIAL_FENCES:
             try:
                 get_lexer_by_name(fence.language)

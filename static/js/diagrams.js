@@ -51,11 +51,36 @@
         securityLevel: "strict",
         theme: theme(),
         fontFamily: getComputedStyle(document.body).fontFamily,
+        fontSize: FONT_PX,
       });
+      var done = function () {
+        nodes.forEach(legible);
+      };
+      // One diagram that fails to parse must not leave the others unsized and unnamed.
       return mermaid.run({ nodes: nodes.filter(function (node) {
         return !node.hasAttribute("data-processed");
-      }) });
+      }) }).then(done, done);
     });
+  }
+
+  // A diagram shrinks with the column, but never below MIN_SCALE of its drawn size, so no
+  // label gets smaller than 12 px: past that, its box scrolls sideways, and can be
+  // scrolled from the keyboard. Its name is the diagram's accTitle (written as a %% comment
+  // in diagram types whose syntax has none, such as mindmap; check_content asks for one).
+  var FONT_PX = 16;
+  var MIN_SCALE = 12 / FONT_PX;
+  var TITLE = /^\s*(?:%%\s*)?accTitle:\s*(.+)$/m;
+
+  function legible(node) {
+    var svg = node.querySelector("svg");
+    if (!svg || !svg.viewBox || !svg.viewBox.baseVal) {
+      return;
+    }
+    svg.style.minWidth = Math.ceil(svg.viewBox.baseVal.width * MIN_SCALE) + "px";
+    var title = TITLE.exec(state.sources.get(node) || "");
+    node.setAttribute("tabindex", "0");
+    node.setAttribute("role", "region");
+    node.setAttribute("aria-label", "Diagram: " + (title ? title[1].trim() : "see the text"));
   }
 
   if (!state.listening) {

@@ -25,6 +25,7 @@ cart = {}
 
 ```mermaid
 graph TD
+  accTitle: A leads to B
   A --> B
 ```
 
@@ -124,6 +125,18 @@ def test_unknown_code_language_and_unclosed_fence(
         f"{path}:10: unknown code language 'pyhton'",
         f"{path}:14: code fence is never closed",
     ]
+
+
+def test_a_diagram_needs_a_name(good_course: LessonWriter, content_dir: Path) -> None:
+    path = good_course(
+        "bad",
+        order=3,
+        body="## A\n\n```mermaid\nflowchart LR\n  A --> B\n```\n\n"
+        "```mermaid\nmindmap\n  %% accTitle: Named\n  root((R))\n```\n\n"
+        "```mermaid\nflowchart LR\n  accTitle: Named too\n  A --> B\n```\n",
+    )
+    (message,) = messages(content_dir)
+    assert message.startswith(f"{path}:10: diagram has no name: add a line 'accTitle:")
 
 
 @pytest.mark.parametrize(

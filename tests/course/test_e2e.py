@@ -182,3 +182,33 @@ def test_on_a_phone_the_lesson_title_comes_before_its_contents(page, live_server
     toc = page.locator(".lesson-toc").bounding_box()
     assert title is not None and toc is not None
     assert title["y"] < toc["y"]
+
+
+# The smallest label of the page's diagrams, in CSS pixels as drawn, and whether each
+# diagram has an accessible name.
+DIAGRAM_FACTS = """() => Array.from(document.querySelectorAll('pre.mermaid')).map(box => {
+  const svg = box.querySelector('svg');
+  const scale = svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+  const sizes = Array.from(svg.querySelectorAll('text, foreignObject div, foreignObject span'))
+    .filter(el => el.textContent.trim())
+    .map(el => parseFloat(getComputedStyle(el).fontSize) * scale);
+  return {smallest: Math.min(...sizes), name: box.getAttribute('aria-label') || '',
+          error: Boolean(svg.querySelector('.error-text'))};
+})"""
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_diagrams_are_legible_and_named(page, live_server_url: str, width: int) -> None:
+    page.set_viewport_size({"width": width, "height": 800})
+    for lesson in [s for s in course_snapshot().lessons if s.has_diagram]:
+        page.goto(f"{live_server_url}/lessons/{lesson.slug}/")
+        count = page.locator("pre.mermaid").count()
+        page.wait_for_function(
+            f"document.querySelectorAll('pre.mermaid svg').length === {count}",
+            timeout=DRAW_TIMEOUT,
+        )
+        for facts in page.evaluate(DIAGRAM_FACTS):
+            assert not facts["error"], (lesson.slug, "Mermaid could not parse a diagram")
+            assert facts["smallest"] >= 11.9, (lesson.slug, width, facts)
+            assert facts["name"].startswith("Diagram: "), (lesson.slug, facts)
+            assert facts["name"] != "Diagram: see the text", (lesson.slug, "no accTitle")
