@@ -141,6 +141,29 @@ def page(browser: object) -> Iterator[object]:
     context.close()
 
 
+@pytest.fixture
+def audit_page(browser: object) -> Iterator[object]:
+    """A page for axe-core: its context bypasses the CSP, which would block the injected
+    axe script (the site's own scripts still run as they do for learners)."""
+    context = browser.new_context(bypass_csp=True)  # type: ignore[attr-defined]
+    pg = context.new_page()
+    yield pg
+    context.close()
+
+
+def axe_serious(page: object) -> list[str]:
+    """axe-core's serious and critical violations on the page as it is now, one line each."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    violations = Axe().run(page).response["violations"]
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']}: "
+        + "; ".join(f"{node['target'][0]} {node['failureSummary']}" for node in v["nodes"][:5])
+        for v in violations
+        if v["impact"] in {"serious", "critical"}
+    ]
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Browser tests last: once the session's browser starts, Playwright's sync API keeps an
     # event loop running in this thread, and no async test after it could start its own.

@@ -50,6 +50,8 @@
         startOnLoad: false,
         securityLevel: "strict",
         theme: theme(),
+        // Mermaid's dark edge labels are #ccc on #585858 (4.4:1): a darker ground makes AA.
+        themeVariables: theme() === "dark" ? { edgeLabelBackground: "#333a45" } : {},
         fontFamily: getComputedStyle(document.body).fontFamily,
         fontSize: FONT_PX,
       });

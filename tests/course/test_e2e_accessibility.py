@@ -1,0 +1,45 @@
+"""axe-core in Chromium: no serious or critical violation on the course's pages, in the
+light and the dark theme."""
+
+from __future__ import annotations
+
+import pytest
+
+from course.snapshot import course_snapshot
+from tests.conftest import axe_serious
+
+pytestmark = pytest.mark.e2e
+
+DRAW_TIMEOUT = 30_000  # ms: the first Mermaid run parses a 3.5 MB script
+
+
+def _pages() -> list[str]:
+    lessons = course_snapshot().lessons
+    with_diagram = next(lesson for lesson in lessons if lesson.has_diagram)
+    with_quizzes = next(lesson for lesson in lessons if len(lesson.quiz_ids) >= 2)
+    return ["/", f"/lessons/{with_diagram.slug}/", f"/lessons/{with_quizzes.slug}/", "/decide/"]
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_course_pages_have_no_serious_accessibility_violations(
+    audit_page, live_server_url: str, theme: str
+) -> None:
+    page = audit_page
+    page.emulate_media(color_scheme=theme)
+    found = {}
+    for path in _pages():
+        page.goto(f"{live_server_url}{path}")
+        drawn = page.locator("pre.mermaid").count()
+        if drawn:
+            page.wait_for_function(
+                f"document.querySelectorAll('pre.mermaid[aria-label]').length === {drawn}",
+                timeout=DRAW_TIMEOUT,
+            )
+        if page.locator(".quiz").count():
+            # An answered quiz too: its verdict and feedback have colours of their own.
+            quiz = page.locator(".quiz").first
+            quiz.locator('input[name="choice"]').first.check()
+            quiz.get_by_role("button", name="Check").click()
+            quiz.locator(".quiz-verdict").wait_for()
+        found[path] = axe_serious(page)
+    assert {path: v for path, v in found.items() if v} == {}
