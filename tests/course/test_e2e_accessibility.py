@@ -17,7 +17,14 @@ def _pages() -> list[str]:
     lessons = course_snapshot().lessons
     with_diagram = next(lesson for lesson in lessons if lesson.has_diagram)
     with_quizzes = next(lesson for lesson in lessons if len(lesson.quiz_ids) >= 2)
-    return ["/", f"/lessons/{with_diagram.slug}/", f"/lessons/{with_quizzes.slug}/", "/decide/"]
+    return [
+        "/",
+        f"/lessons/{with_diagram.slug}/",
+        f"/lessons/{with_quizzes.slug}/",
+        "/decide/",
+        "/search/?q=sticky",
+        "/playground/",
+    ]
 
 
 @pytest.mark.parametrize("theme", ["light", "dark"])
