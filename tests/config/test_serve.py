@@ -269,6 +269,9 @@ def test_a_killed_redis_comes_back_on_its_port_and_pages_say_503_meanwhile(
     wait_for("the lab's record again", lambda: learner.open(lab_page)[0] == 403, 30)
     assert "another browser session" in learner.open(lab_page)[2]
     assert child_pid(serve.pid, LAB_HOST) == lab_host
+    # The lab host hears the web tier again: a new learner starts a lab of their own.
+    newcomer = Browser(site)
+    assert newcomer.open(newcomer.start_lab())[0] == 200
     new_redis = child_pid(serve.pid, "redis-server")
     assert new_redis not in (None, redis_pid)
     assert descendants(serve.pid)[new_redis].split()[1] == address  # type: ignore[index]
@@ -280,5 +283,6 @@ def test_a_killed_redis_comes_back_on_its_port_and_pages_say_503_meanwhile(
     assert serve.returncode == 0, output
     assert f"embedded Redis exited with -9; starting it again on port {port} in 1 s" in output
     assert "re-wrote the registry records of 1 running lab(s)" in output
+    assert "embedded Redis is back on port" in output
     assert "Traceback" not in output, output
     assert [pid for pid in seen if alive(pid)] == []
