@@ -21,6 +21,8 @@ from typing import IO
 
 import pytest
 
+from config import embedded_redis
+from config import serve as launcher
 from config.embedded_redis import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -286,3 +288,40 @@ def test_a_killed_redis_comes_back_on_its_port_and_pages_say_503_meanwhile(
     assert "embedded Redis is back on port" in output
     assert "Traceback" not in output, output
     assert [pid for pid in seen if alive(pid)] == []
+
+
+class FakeClock:
+    """The launcher's clock, moved by the test: no waiting for a delay to pass."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_embedded_redis_comes_back_after_1_s_then_2_then_4_and_1_again_after_a_calm(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    clock = FakeClock()
+    supervised = launcher.SupervisedRedis(embedded_redis.start(), clock)
+    port = supervised.server.port
+    try:
+        for delay in (1, 2, 4, 1):
+            if delay == 1 and clock.now > 1000:
+                clock.now += launcher.WINDOW + 1  # up for longer than WINDOW: a fresh failure
+            killed = supervised.server.process
+            killed.kill()
+            killed.wait()
+            supervised.check()  # notices the death, schedules the restart
+            assert f"starting it again on port {port} in {delay} s" in capsys.readouterr().out
+            clock.now += delay - 0.1
+            supervised.check()
+            assert supervised.server.process is killed  # not yet
+            clock.now += 0.1
+            supervised.check()
+            assert supervised.server.process is not killed
+            assert supervised.server.port == port
+            assert embedded_redis._pings(port)
+    finally:
+        supervised.stop()
