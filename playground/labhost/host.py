@@ -134,7 +134,20 @@ class LabHost:
         key = labprotocol.heartbeat_key(self.name)
         # A host that was just killed leaves its key for up to HEARTBEAT_TTL seconds.
         deadline = self.clock() + self.claim_timeout
-        while not await self.redis.set(key, self._heartbeat_value(), nx=True, ex=HEARTBEAT_TTL):
+        while True:
+            try:
+                if await self.redis.set(key, self._heartbeat_value(), nx=True, ex=HEARTBEAT_TTL):
+                    break
+            except Exception as exc:
+                # Redis down (started during an outage): wait for it, as the heartbeat does,
+                # rather than exit and be restarted into the same error until the launcher
+                # gives up on the whole site. The deadline counts from when Redis answers.
+                if self.redis_down_since is None:
+                    self.redis_down_since = self.clock()
+                    log.warning("cannot reach Redis to start (%s); retrying every second", exc)
+                deadline = self.clock() + self.claim_timeout
+                await asyncio.sleep(1)
+                continue
             if self.clock() > deadline:
                 other = await self.redis.get(key)
                 raise HostAlreadyRunning(

@@ -408,3 +408,26 @@ async def test_a_restarted_redis_gets_the_records_of_running_labs_again(
     # The record is written again (the same one: owner digest, mode, creation time).
     await eventually(lambda: _sync_redis(own.url).get(key) == record, 15)
     assert lab_id in running.host.labs
+
+
+async def test_a_host_started_while_redis_is_down_waits_for_it_and_then_serves() -> None:
+    own = OwnRedis()
+    own.kill()  # nothing listens on its port now
+    layer = RedisChannelLayer(hosts=[own.url], expiry=30)
+    client = redis.asyncio.Redis.from_url(own.url)
+    host = LabHost(layer=layer, redis=client, name=f"labhost-late-{uuid.uuid4().hex[:6]}")
+    stop = asyncio.Event()
+    task = asyncio.create_task(host.run(stop))
+    try:
+        # It is still trying (a crash would end the task), until Redis is there.
+        await eventually(lambda: host.redis_down_since is not None, 10)
+        assert not task.done()
+        own.start_again()
+        await eventually(lambda: client_exists(own.url, labprotocol.heartbeat_key(host.name)), 15)
+    finally:
+        stop.set()
+        async with asyncio.timeout(30):
+            await task
+        await client.aclose()
+        await layer.close_pools()
+        own.server.stop()
