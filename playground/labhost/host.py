@@ -196,7 +196,7 @@ class LabHost:
             self.redis_down_since = None
 
     async def _heartbeat(self) -> None:
-        labs = [hosted for hosted in self.labs.values() if hosted.record is not None]
+        labs = list(self.labs.values())
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.set(
                 labprotocol.heartbeat_key(self.name), self._heartbeat_value(), ex=HEARTBEAT_TTL
@@ -207,15 +207,18 @@ class LabHost:
         # A record that could not be renewed is gone: Redis restarted empty (or the key
         # lapsed during an outage) while the lab runs on. Without it the lab's page says it
         # has ended, so it is written again, unless the lab is closing meanwhile.
-        lost = [
-            hosted
+        lost = {
+            hosted.lab_id: hosted.record
             for hosted, ok in zip(labs, renewed, strict=True)
-            if not ok and hosted.closer is None and self.labs.get(hosted.lab_id) is hosted
-        ]
+            if not ok
+            and hosted.record is not None
+            and hosted.closer is None
+            and self.labs.get(hosted.lab_id) is hosted
+        }
         if lost:
             async with self.redis.pipeline(transaction=False) as pipe:
-                for hosted in lost:
-                    pipe.set(labprotocol.lab_key(hosted.lab_id), hosted.record, ex=LAB_KEY_TTL)
+                for lab_id, record in lost.items():
+                    pipe.set(labprotocol.lab_key(lab_id), record, ex=LAB_KEY_TTL)
                 await pipe.execute()
             log.warning("re-wrote the registry records of %d running lab(s)", len(lost))
 
