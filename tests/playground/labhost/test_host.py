@@ -382,16 +382,30 @@ async def create_on(url: str, host: str, owner: str) -> str:
     return lab_id
 
 
-async def test_idle_labs_are_closed_while_redis_is_down(
+@pytest.mark.parametrize(
+    ("later", "reason"),
+    [(61, "No one watched this lab for 60 seconds."), (1801, "30-minute limit")],
+    ids=["idle", "past its lifetime"],
+)
+async def test_labs_are_closed_on_time_while_redis_is_down(
     host_on_own_redis: tuple[RunningHost, OwnRedis],
+    caplog: pytest.LogCaptureFixture,
+    later: float,
+    reason: str,
 ) -> None:
     running, own = host_on_own_redis
+    host = running.host
+    host.limits = HostLimits()  # 60 s idle, 30 minutes at most
     lab_id = await create_on(own.url, running.name, "a")
     pids = await started(running, lab_id)
     own.kill()  # every heartbeat fails from now on
-    # The lab has no viewer: housekeeping closes it after idle_timeout, Redis or not.
-    await eventually(lambda: lab_id not in running.host.labs, 15)
+    await eventually(lambda: host.redis_down_since is not None, 10)
+    # Then time passes on the clock the host reads: housekeeping closes the lab, Redis or not.
+    host.clock = lambda: time.monotonic() + later
+    with caplog.at_level("INFO", logger="playground.labhost"):
+        await eventually(lambda: lab_id not in host.labs, 15)
     assert gone_within(pids, 5) == []
+    assert f"lab {lab_id} closed: " in caplog.text and reason in caplog.text
 
 
 async def test_a_restarted_redis_gets_the_records_of_running_labs_again(
