@@ -121,3 +121,23 @@ def test_every_page_answers_503_or_works_for_a_returning_learner_while_redis_is_
     if status == 503:
         assert response.headers["Retry-After"]
         assert "cannot reach Redis" in response.text
+
+
+def test_a_redis_outage_logs_one_line_and_a_bug_its_traceback(
+    unanswering_client: Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    unanswering_client.cookies[settings.SESSION_COOKIE_NAME] = "a" * 32
+    with override_settings(CACHES=_caches(f"redis://127.0.0.1:{free_port()}/0")):
+        unanswering_client.get("/")
+    [outage] = [r for r in caplog.records if r.name == "django.request"]
+    assert outage.exc_info is None
+    assert outage.getMessage().startswith("Service Unavailable: / (Redis unreachable: ")
+    caplog.clear()
+
+    def broken(**_: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("course.views.course_snapshot", broken)
+    unanswering_client.get("/lessons/the-tradeoff/")
+    [bug] = [r for r in caplog.records if r.name == "django.request"]
+    assert bug.exc_info is not None and isinstance(bug.exc_info[1], RuntimeError)
