@@ -442,6 +442,10 @@ class LabHost:
         hosted.last_push = self.clock()
         if not hosted.viewers:
             return  # nobody watches: not even a snapshot is taken
+        if self.redis_down_since is not None:
+            # The heartbeat found Redis down: no snapshot could reach a viewer, and trying
+            # 5 times a second would log as often until the viewers' leases run out.
+            return
         snapshot = self._snapshot(hosted)
         if snapshot is None:
             return

@@ -445,3 +445,22 @@ async def test_a_host_started_while_redis_is_down_waits_for_it_and_then_serves()
         await client.aclose()
         await layer.close_pools()
         own.server.stop()
+
+
+async def test_no_snapshot_is_pushed_once_the_heartbeat_finds_redis_down(
+    host_on_own_redis: tuple[RunningHost, OwnRedis], caplog: pytest.LogCaptureFixture
+) -> None:
+    running, own = host_on_own_redis
+    host = running.host
+    host.limits = HostLimits()
+    owner = uuid.uuid4().hex
+    lab_id = await create_on(own.url, running.name, owner)
+    await started(running, lab_id)
+    host.labs[lab_id].viewers["a-viewer"] = host.clock()  # as a lab.attach would
+    own.kill()
+    await eventually(lambda: host.redis_down_since is not None, 10)
+    caplog.clear()
+    # What the publisher does 5 times a second: with Redis known to be down, nothing at all
+    # (not a failed send and a warning each time).
+    await host._push(host.labs[lab_id])
+    assert "could not push" not in caplog.text
