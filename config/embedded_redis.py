@@ -42,6 +42,7 @@ class EmbeddedRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def stop(self) -> None:
+        """Stop it (if it still runs) and remove what it left. Safe to call more than once."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -49,6 +50,8 @@ class EmbeddedRedis:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.process.stderr is not None:
+            self.process.stderr.close()
         self.workdir.cleanup()
 
 

@@ -4,11 +4,15 @@ Starts an embedded Redis when REDIS_URL is unset, applies migrations, then runs 
 (the stateless web tier) and the lab host (`manage.py runlabs`, the stateful part) as
 children. A child that dies is started again, as a process manager would in production:
 kill the lab host in front of a class and the site stays up, the running labs end, and a
-new lab can be started a moment later. A child that cannot start at all (an error exit
-within STARTUP seconds of its first start) or keeps dying (RESTARTS + 1 exits within
-WINDOW seconds) stops the whole site with a message instead of looping. Ctrl-C or SIGTERM stops
-every child and the embedded Redis; if this process is killed outright, the kernel kills
-the children (PR_SET_PDEATHSIG).
+new lab can be started a moment later. The embedded Redis is supervised too: started again
+on the same port (so every client reconnects to it), REDIS_FIRST_DELAY seconds after it
+died, then twice as long after each death that follows within WINDOW seconds, so that an
+outage is a window the other processes live through, not a race. It comes back empty (no
+persistence): sessions and progress are lost; the lab host re-writes its labs' records.
+A child that cannot start at all (an error exit within STARTUP seconds of its first start)
+or keeps dying (RESTARTS + 1 exits within WINDOW seconds) stops the whole site with a
+message instead of looping. Ctrl-C or SIGTERM stops every child and the embedded Redis; if
+this process is killed outright, the kernel kills the children (PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 
 from config import embedded_redis
 from config.lifeline import die_with_parent
@@ -29,6 +34,8 @@ WINDOW = 60.0
 # not start (a port in use, a broken setting), and starting it again would only repeat the
 # error. One killed by a signal is started again whenever it dies.
 STARTUP = 3.0
+REDIS_FIRST_DELAY = 1.0
+REDIS_MAX_DELAY = 30.0
 ASGI_APP = "config.asgi:application"
 
 
@@ -71,15 +78,61 @@ class Child:
             self.process.wait()
 
 
+class SupervisedRedis:
+    """The embedded Redis as a child: started again on its own port after a delay that
+    doubles with each death within WINDOW seconds of the last start."""
+
+    def __init__(self, server: embedded_redis.EmbeddedRedis, clock: Callable[[], float]) -> None:
+        self.server = server
+        self.clock = clock
+        self.started = clock()
+        self.delay = REDIS_FIRST_DELAY
+        self.restart_at: float | None = None
+
+    def check(self) -> None:
+        """Notice a death and schedule the restart; start it again once that time comes."""
+        if self.restart_at is None:
+            code = self.server.process.poll()
+            if code is None:
+                return
+            if self.clock() - self.started > WINDOW:
+                self.delay = REDIS_FIRST_DELAY  # up for a good while: a fresh failure
+            self.restart_at = self.clock() + self.delay
+            print(
+                f"embedded Redis exited with {code}; starting it again on port "
+                f"{self.server.port} in {self.delay:g} s",
+                flush=True,
+            )
+            return
+        if self.clock() < self.restart_at:
+            return
+        port = self.server.port
+        self.server.stop()  # already dead: this only removes its working directory
+        self.delay = min(self.delay * 2, REDIS_MAX_DELAY)
+        try:
+            self.server = embedded_redis.start(port=port)
+        except RuntimeError as exc:  # e.g. something else took the port meanwhile
+            self.restart_at = self.clock() + self.delay
+            print(f"embedded Redis: {exc}; next try in {self.delay:g} s", flush=True)
+            return
+        self.started = self.clock()
+        self.restart_at = None
+        print(f"embedded Redis is back on port {port} (empty: no persistence)", flush=True)
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
 def main() -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
     port = os.environ.get("PORT", "8000")
     host = os.environ.get("HOST", "127.0.0.1")
     redis = None
     if not os.environ.get("REDIS_URL"):
-        redis = embedded_redis.start()
-        os.environ["REDIS_URL"] = redis.url
-        print(f"embedded Redis on {redis.url} (no persistence)", flush=True)
+        server = embedded_redis.start()
+        os.environ["REDIS_URL"] = server.url
+        redis = SupervisedRedis(server, time.monotonic)
+        print(f"embedded Redis on {server.url} (no persistence)", flush=True)
 
     python = sys.executable
     children = [
@@ -101,6 +154,8 @@ def main() -> int:
             child.start()
         print(f"serving http://{host}:{port}/  (Ctrl-C stops everything)", flush=True)
         while not stopping:
+            if redis is not None:
+                redis.check()
             for child in children:
                 code = child.exited()
                 if code is None or stopping:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import redis
@@ -29,3 +30,18 @@ def server_error(request: HttpRequest) -> HttpResponse:
         return HttpResponse(page, status=503, headers={**ERROR_PAGE_HEADERS, "Retry-After": "30"})
     page = loader.get_template("500.html").render()
     return HttpResponse(page, status=500, headers=ERROR_PAGE_HEADERS)
+
+
+class RedisOutageLogFilter(logging.Filter):
+    """On django.request: a request that failed because Redis is down or hung logs one line
+    (path, status and Redis's error), not a traceback. An outage is not a bug, and during one
+    every request fails alike: a traceback each would bury the log (900 in one outage)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, REDIS_ERRORS):
+            record.msg = f"{record.msg} (Redis unreachable: %s)"
+            record.args = (*(record.args if isinstance(record.args, tuple) else ()), exc)
+            record.exc_info = None
+            record.exc_text = None
+        return True

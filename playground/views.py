@@ -12,7 +12,7 @@ import string
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
@@ -29,7 +29,7 @@ class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
 
 
-@require_GET
+@require_safe
 @vary_on_headers("HX-Request")
 def index(request: HtmxHttpRequest) -> HttpResponse:
     if request.htmx.boosted:
@@ -55,11 +55,14 @@ def lab_start(request: HtmxHttpRequest) -> HttpResponse:
     return redirect("playground:lab_detail", lab_id=lab_id)
 
 
-@require_GET
+@require_safe
 @vary_on_headers("HX-Request")
 def lab_detail(request: HtmxHttpRequest, lab_id: str) -> HttpResponse:
     if request.htmx.boosted:
         return _full_page_load(request)
+    # The session first: with Redis down this raises, and the learner gets the 503 page (an
+    # outage), not the registry's "no such lab" that lab_get reads into a failed lookup.
+    owner = request.session.get("lab_owner")
     record = client.lab_get(lab_id)
     if record is None:
         host_alive = client.host_alive()
@@ -71,7 +74,7 @@ def lab_detail(request: HtmxHttpRequest, lab_id: str) -> HttpResponse:
         return render(
             request, "playground/unavailable.html", {"reason": reason, "lab_id": lab_id}, status=404
         )
-    if not record.owned_by(request.session.get("lab_owner")):
+    if not record.owned_by(owner):
         reason = "This lab belongs to another browser session. Start one of your own."
         return render(
             request, "playground/unavailable.html", {"reason": reason, "lab_id": lab_id}, status=403

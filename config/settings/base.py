@@ -40,6 +40,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Outside the session middleware, so that the 503 page of a Redis outage has it too.
+    "django_permissions_policy.PermissionsPolicyMiddleware",
     # Static files from the web process itself (daphne serves no files of its own).
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -126,6 +128,29 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# The course uses no device, sensor or payment API: every page denies them all, to itself
+# and to anything it might embed (django-permissions-policy sets the header).
+PERMISSIONS_POLICY: dict[str, list[str]] = {
+    feature: []
+    for feature in (
+        "accelerometer",
+        "autoplay",
+        "camera",
+        "display-capture",
+        "encrypted-media",
+        "fullscreen",
+        "geolocation",
+        "gyroscope",
+        "magnetometer",
+        "microphone",
+        "midi",
+        "payment",
+        "publickey-credentials-get",
+        "screen-wake-lock",
+        "usb",
+        "xr-spatial-tracking",
+    )
+}
 
 # A strict CSP: our own origin only, no inline script, no eval, no third-party origins.
 # Pages that draw Mermaid diagrams relax style-src for inline <style> in the SVG
@@ -148,9 +173,14 @@ CONTENT_SECURITY_POLICY = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"redis_outage": {"()": "config.views.RedisOutageLogFilter"}},
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"daphne": {"level": "WARNING"}},
+    "loggers": {
+        "daphne": {"level": "WARNING"},
+        # A request failed by a Redis outage logs one line, not a traceback (config.views).
+        "django.request": {"filters": ["redis_outage"]},
+    },
 }
 
 # The playground's lab host (`manage.py runlabs`, playground.labhost): the one stateful

@@ -56,6 +56,7 @@ class HostedLab:
     publisher: asyncio.Task[None] | None = None
     closer: asyncio.Task[None] | None = None
     last_push: float = 0.0
+    record: str | None = None  # its registry entry, as written (the heartbeat re-writes it)
 
     @property
     def lab_id(self) -> str:
@@ -92,6 +93,7 @@ class LabHost:
         self.labs: dict[str, HostedLab] = {}
         self.host_id = uuid.uuid4().hex
         self.stopping = False
+        self.redis_down_since: float | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- life cycle -------------------------------------------------------------------
@@ -132,7 +134,20 @@ class LabHost:
         key = labprotocol.heartbeat_key(self.name)
         # A host that was just killed leaves its key for up to HEARTBEAT_TTL seconds.
         deadline = self.clock() + self.claim_timeout
-        while not await self.redis.set(key, self._heartbeat_value(), nx=True, ex=HEARTBEAT_TTL):
+        while True:
+            try:
+                if await self.redis.set(key, self._heartbeat_value(), nx=True, ex=HEARTBEAT_TTL):
+                    break
+            except Exception as exc:
+                # Redis down (started during an outage): wait for it, as the heartbeat does,
+                # rather than exit and be restarted into the same error until the launcher
+                # gives up on the whole site. The deadline counts from when Redis answers.
+                if self.redis_down_since is None:
+                    self.redis_down_since = self.clock()
+                    log.warning("cannot reach Redis to start (%s); retrying every second", exc)
+                deadline = self.clock() + self.claim_timeout
+                await asyncio.sleep(1)
+                continue
             if self.clock() > deadline:
                 other = await self.redis.get(key)
                 raise HostAlreadyRunning(
@@ -152,22 +167,64 @@ class LabHost:
 
     async def _heartbeat_loop(self) -> None:
         while True:
+            await self._beat()
             try:
-                await self._heartbeat()
-            except asyncio.CancelledError:
-                raise
+                self._housekeeping()
             except Exception:
-                log.exception("heartbeat failed")
+                log.exception("housekeeping failed")
             await asyncio.sleep(HEARTBEAT_INTERVAL)
 
+    async def _beat(self) -> None:
+        """Renew the heartbeat and the registry; re-write the records Redis has lost.
+
+        A failure is an outage of Redis, logged once when it starts and once when it ends
+        (not once a second); the labs run on meanwhile, and housekeeping goes on without it.
+        """
+        try:
+            await self._heartbeat()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if self.redis_down_since is None:
+                self.redis_down_since = self.clock()
+                log.warning("heartbeat failed (is Redis down?): %s; retrying every second", exc)
+            return
+        if self.redis_down_since is not None:
+            log.warning(
+                "heartbeat renewed after %.0f s without Redis", self.clock() - self.redis_down_since
+            )
+            self.redis_down_since = None
+
     async def _heartbeat(self) -> None:
+        labs = list(self.labs.values())
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.set(
                 labprotocol.heartbeat_key(self.name), self._heartbeat_value(), ex=HEARTBEAT_TTL
             )
-            for lab_id in self.labs:
-                pipe.expire(labprotocol.lab_key(lab_id), LAB_KEY_TTL)
-            await pipe.execute()
+            for hosted in labs:
+                pipe.expire(labprotocol.lab_key(hosted.lab_id), LAB_KEY_TTL)
+            renewed = (await pipe.execute())[1:]
+        # A record that could not be renewed is gone: Redis restarted empty (or the key
+        # lapsed during an outage) while the lab runs on. Without it the lab's page says it
+        # has ended, so it is written again, unless the lab is closing meanwhile.
+        lost = {
+            hosted.lab_id: hosted.record
+            for hosted, ok in zip(labs, renewed, strict=True)
+            if not ok
+            and hosted.record is not None
+            and hosted.closer is None
+            and self.labs.get(hosted.lab_id) is hosted
+        }
+        if lost:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for lab_id, record in lost.items():
+                    pipe.set(labprotocol.lab_key(lab_id), record, ex=LAB_KEY_TTL)
+                await pipe.execute()
+            log.warning("re-wrote the registry records of %d running lab(s)", len(lost))
+
+    def _housekeeping(self) -> None:
+        """Expire viewer leases; close idle labs and labs past their lifetime. Needs no
+        Redis: a lab nobody watches is closed on time during an outage too."""
         now = self.clock()
         for hosted in list(self.labs.values()):
             if hosted.closer is not None:
@@ -206,15 +263,20 @@ class LabHost:
             "lab.detach": self._on_detach,
             "lab.command": self._on_command,
         }
+        failing = False
         while True:
             try:
                 message = await self.layer.receive(self.name)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("receive failed; retrying")
+            except Exception as exc:
+                # Redis down: one line when it starts, not a traceback a second.
+                if not failing:
+                    log.warning("receive failed (is Redis down?): %s; retrying every second", exc)
+                failing = True
                 await asyncio.sleep(1)
                 continue
+            failing = False
             handler = handlers.get(message.get("type"))
             if handler is None or not isinstance(message.get("lab_id"), str):
                 log.warning("ignored message %.200r", message)
@@ -298,7 +360,8 @@ class LabHost:
             "mode": hosted.lab.config.mode,
             "created": time.time(),
         }
-        await self.redis.set(labprotocol.lab_key(hosted.lab_id), json.dumps(record), ex=LAB_KEY_TTL)
+        hosted.record = json.dumps(record)
+        await self.redis.set(labprotocol.lab_key(hosted.lab_id), hosted.record, ex=LAB_KEY_TTL)
 
     async def _lab_start(self, hosted: HostedLab) -> None:
         try:
@@ -379,6 +442,10 @@ class LabHost:
         hosted.last_push = self.clock()
         if not hosted.viewers:
             return  # nobody watches: not even a snapshot is taken
+        if self.redis_down_since is not None:
+            # The heartbeat found Redis down: no snapshot could reach a viewer, and trying
+            # 5 times a second would log as often until the viewers' leases run out.
+            return
         snapshot = self._snapshot(hosted)
         if snapshot is None:
             return
@@ -391,8 +458,8 @@ class LabHost:
         }
         try:
             await self.layer.group_send(hosted.group, message)
-        except Exception:
-            log.exception("could not push a snapshot of lab %s", hosted.lab_id)
+        except Exception as exc:  # Redis down: the next push tries again
+            log.warning("could not push a snapshot of lab %s: %s", hosted.lab_id, exc)
 
     async def _publish_loop(self, hosted: HostedLab) -> None:
         interval = self.limits.push_interval

@@ -95,3 +95,49 @@ def test_redis_down_is_an_outage_for_a_returning_learner_not_a_silent_logout(
         response = unanswering_client.get("/")
     assert response.status_code == 503
     assert "cannot reach Redis" in response.text
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/", 503),
+        ("/lessons/the-tradeoff/", 503),
+        ("/author/preview/", 503),
+        ("/admin/", 503),
+        ("/playground/", 503),
+        ("/playground/labs/abcdefgh/", 503),
+        # These read no session and nothing else from Redis: they go on working.
+        ("/decide/", 200),
+        ("/search/?q=session", 200),
+    ],
+)
+def test_every_page_answers_503_or_works_for_a_returning_learner_while_redis_is_down(
+    unanswering_client: Client, path: str, status: int
+) -> None:
+    unanswering_client.cookies[settings.SESSION_COOKIE_NAME] = "a" * 32
+    with override_settings(CACHES=_caches(f"redis://127.0.0.1:{free_port()}/0")):
+        response = unanswering_client.get(path, follow=True)
+    assert response.status_code == status, response.redirect_chain
+    if status == 503:
+        assert response.headers["Retry-After"]
+        assert "cannot reach Redis" in response.text
+
+
+def test_a_redis_outage_logs_one_line_and_a_bug_its_traceback(
+    unanswering_client: Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    unanswering_client.cookies[settings.SESSION_COOKIE_NAME] = "a" * 32
+    with override_settings(CACHES=_caches(f"redis://127.0.0.1:{free_port()}/0")):
+        unanswering_client.get("/")
+    [outage] = [r for r in caplog.records if r.name == "django.request"]
+    assert outage.exc_info is None
+    assert outage.getMessage().startswith("Service Unavailable: / (Redis unreachable: ")
+    caplog.clear()
+
+    def broken(**_: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("course.views.course_snapshot", broken)
+    unanswering_client.get("/lessons/the-tradeoff/")
+    [bug] = [r for r in caplog.records if r.name == "django.request"]
+    assert bug.exc_info is not None and isinstance(bug.exc_info[1], RuntimeError)

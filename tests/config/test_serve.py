@@ -3,19 +3,26 @@ crash, and nothing left running after Ctrl-C. Real processes throughout."""
 
 from __future__ import annotations
 
+import contextlib
+import http.cookiejar
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
+from config import embedded_redis
+from config import serve as launcher
 from config.embedded_redis import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,15 +98,24 @@ def serve_env(tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def start_serve(serve_env: dict[str, str]) -> Iterator[Callable[[], subprocess.Popen[str]]]:
+def start_serve(
+    serve_env: dict[str, str], tmp_path: Path
+) -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """Start `python -m config.serve`; its output is piped, or written to `log` (a test that
+    reads it only at the end, after much output, must not fill a pipe and stall the site)."""
     started: list[subprocess.Popen[str]] = []
+    stack = contextlib.ExitStack()
 
-    def start() -> subprocess.Popen[str]:
+    def start(log: Path | None = None) -> subprocess.Popen[str]:
+        if log is None:
+            output: int | IO[str] = subprocess.PIPE
+        else:
+            output = stack.enter_context(log.open("w"))
         process = subprocess.Popen(
             [sys.executable, "-m", "config.serve"],
             cwd=ROOT,
             env=serve_env,
-            stdout=subprocess.PIPE,
+            stdout=output,
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
@@ -107,11 +123,12 @@ def start_serve(serve_env: dict[str, str]) -> Iterator[Callable[[], subprocess.P
         started.append(process)
         return process
 
-    yield start
-    for process in started:  # a failed test must not leave a site running either
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    with stack:
+        yield start
+        for process in started:  # a failed test must not leave a site running either
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def test_killed_children_come_back_and_ctrl_c_leaves_nothing(
@@ -168,3 +185,143 @@ def test_a_port_in_use_stops_it_at_once_with_a_message_and_nothing_left(
     assert serve.returncode == 1, output
     assert "daphne exited with 1 and is not started again" in output
     assert [pid for pid in seen if alive(pid)] == []
+
+
+class Browser:
+    """A learner's browser without JavaScript: cookies kept, redirects followed."""
+
+    def __init__(self, site: str) -> None:
+        self.site = site
+        self.url = ""
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+        )
+
+    def open(
+        self, path: str, data: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], str]:
+        """Status, headers and body; the final URL (after redirects) is kept in self.url."""
+        body = None if data is None else urllib.parse.urlencode(data).encode()
+        try:
+            with self.opener.open(f"{self.site}{path}", data=body, timeout=10) as response:
+                self.url = response.url
+                return response.status, dict(response.headers), response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, dict(exc.headers), exc.read().decode()
+        except OSError:
+            return 0, {}, ""
+
+    def start_lab(self) -> str:
+        """Start a lab through the playground's form; the lab page's path."""
+        _, _, page = self.open("/playground/")
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+        assert token, page
+        form = {"csrfmiddlewaretoken": token[1], "mode": "stateful", "workers": "1"}
+        form |= {"users": "2", "rate": "5", "sticky": "on"}
+        status, _, page = self.open("/playground/labs/", form)
+        assert status == 200, page
+        lab = re.fullmatch(rf"{self.site}(/playground/labs/[a-z0-9]+/)", self.url)
+        assert lab, self.url
+        return lab[1]
+
+
+def test_a_killed_redis_comes_back_on_its_port_and_pages_say_503_meanwhile(
+    serve_env: dict[str, str], start_serve: Callable[..., subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    site = f"http://127.0.0.1:{serve_env['PORT']}"
+    log = tmp_path / "serve.log"
+    serve = start_serve(log)
+    wait_for("the site answers", lambda: get(f"{site}/lessons/the-tradeoff/")[0] == 200, 90)
+    wait_for("the lab host serves", lambda: "not running" not in get(f"{site}/playground/")[1], 30)
+    # DEBUG is off: the site's own 404 page, and the stylesheets served all the same.
+    status, page = get(f"{site}/no-such-page/")
+    assert (status, "URLconf" in page, "Page not found" in page) == (404, False, True)
+    for sheet in re.findall(r'href="(/static/css/[^"]+\.css)"', get(f"{site}/")[1]):
+        assert get(f"{site}{sheet}")[0] == 200, sheet
+    learner = Browser(site)
+    lab_page = learner.start_lab()
+    assert learner.open(lab_page)[0] == 200
+    lab_host = child_pid(serve.pid, LAB_HOST)
+    redis_pid = child_pid(serve.pid, "redis-server")
+    assert lab_host is not None and redis_pid is not None
+    # redis-server shows its address in its process title: "redis-server 127.0.0.1:<port>".
+    address = descendants(serve.pid)[redis_pid].split()[1]
+    port = address.rsplit(":", 1)[1]
+
+    # The launcher is held still while Redis is down, so the outage lasts as long as this
+    # test needs to look at it (its own restart delay is a window, not a promise).
+    os.kill(serve.pid, signal.SIGSTOP)
+    try:
+        os.kill(redis_pid, signal.SIGKILL)
+        wait_for("redis-server dies", lambda: not alive(redis_pid), 10)
+        for path in ["/", "/lessons/the-tradeoff/", "/playground/", lab_page]:
+            status, headers, page = learner.open(path)
+            assert status == 503, (path, status, page[:300])
+            assert int(headers["Retry-After"]) > 0
+            assert "cannot reach Redis" in page
+    finally:
+        os.kill(serve.pid, signal.SIGCONT)
+
+    wait_for("pages again", lambda: learner.open("/lessons/the-tradeoff/")[0] == 200, 60)
+    assert learner.open("/")[0] == 200
+    assert learner.open("/playground/")[0] == 200
+    # The lab ran on, and its registry record is back: no longer "this lab has ended" (404).
+    # The learner's session was in the Redis that died (no persistence), so the lab is now
+    # someone else's to this browser: 403, the honest cost of an embedded Redis.
+    wait_for("the lab's record again", lambda: learner.open(lab_page)[0] == 403, 30)
+    assert "another browser session" in learner.open(lab_page)[2]
+    assert child_pid(serve.pid, LAB_HOST) == lab_host
+    # The lab host hears the web tier again: a new learner starts a lab of their own.
+    newcomer = Browser(site)
+    assert newcomer.open(newcomer.start_lab())[0] == 200
+    new_redis = child_pid(serve.pid, "redis-server")
+    assert new_redis not in (None, redis_pid)
+    assert descendants(serve.pid)[new_redis].split()[1] == address  # type: ignore[index]
+    seen = descendants(serve.pid)
+
+    os.killpg(serve.pid, signal.SIGINT)
+    serve.wait(timeout=30)
+    output = log.read_text()
+    assert serve.returncode == 0, output
+    assert f"embedded Redis exited with -9; starting it again on port {port} in 1 s" in output
+    assert "re-wrote the registry records of 1 running lab(s)" in output
+    assert "embedded Redis is back on port" in output
+    assert "Traceback" not in output, output
+    assert [pid for pid in seen if alive(pid)] == []
+
+
+class FakeClock:
+    """The launcher's clock, moved by the test: no waiting for a delay to pass."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_embedded_redis_comes_back_after_1_s_then_2_then_4_and_1_again_after_a_calm(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    clock = FakeClock()
+    supervised = launcher.SupervisedRedis(embedded_redis.start(), clock)
+    port = supervised.server.port
+    try:
+        for delay in (1, 2, 4, 1):
+            if delay == 1 and clock.now > 1000:
+                clock.now += launcher.WINDOW + 1  # up for longer than WINDOW: a fresh failure
+            killed = supervised.server.process
+            killed.kill()
+            killed.wait()
+            supervised.check()  # notices the death, schedules the restart
+            assert f"starting it again on port {port} in {delay} s" in capsys.readouterr().out
+            clock.now += delay - 0.1
+            supervised.check()
+            assert supervised.server.process is killed  # not yet
+            clock.now += 0.1
+            supervised.check()
+            assert supervised.server.process is not killed
+            assert supervised.server.port == port
+            assert embedded_redis._pings(port)
+    finally:
+        supervised.stop()

@@ -96,3 +96,15 @@ def test_production_names_only_what_is_missing() -> None:
     assert result.returncode == 1
     assert result.stderr.strip().endswith("set the environment variable(s) REDIS_URL")
     assert "Traceback" not in result.stderr
+
+
+def test_make_runs_settings_have_debug_off_unless_asked_and_allow_loopback_and_host() -> None:
+    code = (
+        "from django.conf import settings\nprint(settings.DEBUG, sorted(settings.ALLOWED_HOSTS))\n"
+    )
+    plain = _run("-c", code, settings="config.settings.dev", DEBUG="", HOST="")
+    asked = _run("-c", code, settings="config.settings.dev", DEBUG="1", HOST="course.lan")
+    assert plain.stdout.strip() == "False ['127.0.0.1', '[::1]', 'localhost']", plain.stderr
+    assert asked.stdout.strip() == ("True ['127.0.0.1', '[::1]', 'course.lan', 'localhost']"), (
+        asked.stderr
+    )

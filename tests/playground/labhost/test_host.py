@@ -7,6 +7,7 @@ channels-redis layer, as a web process would be. Labs are small (one or two work
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import time
@@ -20,12 +21,15 @@ import redis
 import redis.asyncio
 from channels_redis.core import RedisChannelLayer
 
+from config import embedded_redis
 from playground import labprotocol
 from playground.labhost.host import HostAlreadyRunning, LabHost
 from playground.labhost.limits import HostLimits
 from tests.playground.conftest import (
     RunningHost,
+    _sync_redis,
     alive,
+    client_exists,
     eventually,
     gone_within,
     start_runlabs,
@@ -319,3 +323,144 @@ async def _create_and_wait(redis_url: str, name: str, host_pid: int) -> None:
         await eventually(lambda: len(psutil.Process(host_pid).children(recursive=True)) >= 2, 30)
     finally:
         await layer.close_pools()
+
+
+class OwnRedis:
+    """A Redis of the test's own, which it may kill and start again on the same port."""
+
+    def __init__(self) -> None:
+        self.server = embedded_redis.start()
+        self.url = self.server.url
+
+    def kill(self) -> None:
+        self.server.process.kill()
+        self.server.stop()
+
+    def start_again(self) -> None:
+        self.server = embedded_redis.start(port=self.server.port)
+
+
+@pytest.fixture
+async def host_on_own_redis() -> AsyncIterator[tuple[RunningHost, OwnRedis]]:
+    """A lab host on a Redis of its own, so that stopping that Redis takes nothing away
+    from the other tests. Labs close after a second without a viewer."""
+    own = OwnRedis()
+    layer = RedisChannelLayer(hosts=[own.url], expiry=30)
+    client = redis.asyncio.Redis.from_url(own.url)
+    host = LabHost(
+        layer=layer,
+        redis=client,
+        name=f"labhost-own-{uuid.uuid4().hex[:6]}",
+        lab_redis_url=own.url,
+        limits=HostLimits(idle_timeout=1.0),
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(host.run(stop))
+    running = RunningHost(host=host, layer=layer, client=client, stop=stop, task=task)
+    await eventually(lambda: client_exists(own.url, labprotocol.heartbeat_key(host.name)), 5)
+    try:
+        yield running, own
+    finally:
+        stop.set()
+        async with asyncio.timeout(30):
+            await task
+        with contextlib.suppress(Exception):
+            await client.aclose()
+        with contextlib.suppress(Exception):
+            await layer.close_pools()
+        own.server.stop()
+        assert host.labs == {}
+
+
+async def create_on(url: str, host: str, owner: str) -> str:
+    web = RedisChannelLayer(hosts=[url])
+    try:
+        lab_id, reply = await create(web, host, owner=owner)
+    finally:
+        await web.close_pools()
+    assert reply["type"] == "lab.created"
+    return lab_id
+
+
+@pytest.mark.parametrize(
+    ("later", "reason"),
+    [(61, "No one watched this lab for 60 seconds."), (1801, "30-minute limit")],
+    ids=["idle", "past its lifetime"],
+)
+async def test_labs_are_closed_on_time_while_redis_is_down(
+    host_on_own_redis: tuple[RunningHost, OwnRedis],
+    caplog: pytest.LogCaptureFixture,
+    later: float,
+    reason: str,
+) -> None:
+    running, own = host_on_own_redis
+    host = running.host
+    host.limits = HostLimits()  # 60 s idle, 30 minutes at most
+    lab_id = await create_on(own.url, running.name, "a")
+    pids = await started(running, lab_id)
+    own.kill()  # every heartbeat fails from now on
+    await eventually(lambda: host.redis_down_since is not None, 10)
+    # Then time passes on the clock the host reads: housekeeping closes the lab, Redis or not.
+    host.clock = lambda: time.monotonic() + later
+    with caplog.at_level("INFO", logger="playground.labhost"):
+        await eventually(lambda: lab_id not in host.labs, 15)
+    assert gone_within(pids, 5) == []
+    assert f"lab {lab_id} closed: " in caplog.text and reason in caplog.text
+
+
+async def test_a_restarted_redis_gets_the_records_of_running_labs_again(
+    host_on_own_redis: tuple[RunningHost, OwnRedis],
+) -> None:
+    running, own = host_on_own_redis
+    running.host.limits = HostLimits()  # no idle closing in this test
+    lab_id = await create_on(own.url, running.name, "the-owner")
+    await started(running, lab_id)
+    key = labprotocol.lab_key(lab_id)
+    record = await running.client.get(key)
+    own.kill()
+    own.start_again()  # empty: no persistence
+    # The record is written again (the same one: owner digest, mode, creation time).
+    await eventually(lambda: _sync_redis(own.url).get(key) == record, 15)
+    assert lab_id in running.host.labs
+
+
+async def test_a_host_started_while_redis_is_down_waits_for_it_and_then_serves() -> None:
+    own = OwnRedis()
+    own.kill()  # nothing listens on its port now
+    layer = RedisChannelLayer(hosts=[own.url], expiry=30)
+    client = redis.asyncio.Redis.from_url(own.url)
+    host = LabHost(layer=layer, redis=client, name=f"labhost-late-{uuid.uuid4().hex[:6]}")
+    stop = asyncio.Event()
+    task = asyncio.create_task(host.run(stop))
+    try:
+        # It is still trying (a crash would end the task), until Redis is there.
+        await eventually(lambda: host.redis_down_since is not None, 10)
+        assert not task.done()
+        own.start_again()
+        await eventually(lambda: client_exists(own.url, labprotocol.heartbeat_key(host.name)), 15)
+    finally:
+        stop.set()
+        async with asyncio.timeout(30):
+            await task
+        await client.aclose()
+        await layer.close_pools()
+        own.server.stop()
+
+
+async def test_no_snapshot_is_pushed_once_the_heartbeat_finds_redis_down(
+    host_on_own_redis: tuple[RunningHost, OwnRedis], caplog: pytest.LogCaptureFixture
+) -> None:
+    running, own = host_on_own_redis
+    host = running.host
+    host.limits = HostLimits()
+    owner = uuid.uuid4().hex
+    lab_id = await create_on(own.url, running.name, owner)
+    await started(running, lab_id)
+    host.labs[lab_id].viewers["a-viewer"] = host.clock()  # as a lab.attach would
+    own.kill()
+    await eventually(lambda: host.redis_down_since is not None, 10)
+    caplog.clear()
+    # What the publisher does 5 times a second: with Redis known to be down, nothing at all
+    # (not a failed send and a warning each time).
+    await host._push(host.labs[lab_id])
+    assert "could not push" not in caplog.text
