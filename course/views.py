@@ -11,7 +11,7 @@ from csp.decorators import csp_update
 from django.conf import settings
 from django.http import Http404, HttpResponse
 from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -34,7 +34,7 @@ DIAGRAM_STYLES = {"style-src": [UNSAFE_INLINE]}
 INLINE_STYLES_HEADER = "X-Inline-Styles"
 
 
-@require_GET
+@require_safe
 # Its links are boosted into lessons with diagrams. (django-csp types a view's request as a
 # plain HttpRequest, hence the ignores.)
 @csp_update(DIAGRAM_STYLES)  # type: ignore[arg-type]
@@ -54,7 +54,7 @@ def home(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, "course/home.html", context)
 
 
-@require_GET
+@require_safe
 @vary_on_headers("HX-Boosted", INLINE_STYLES_HEADER)
 def lesson(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     snapshot = course_snapshot()

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpResponse
 from django.template.response import TemplateResponse
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 from django.views.decorators.vary import vary_on_headers
 
 from course.author import MAX_PREVIEW_BYTES, preview_build, preview_slug
@@ -36,7 +36,7 @@ def _context(*, text: str, slug: str) -> dict[str, object]:
     }
 
 
-@require_GET
+@require_safe
 @staff_member_required
 def author_preview(request: HtmxHttpRequest) -> HttpResponse:
     slug = request.GET.get("lesson", "")

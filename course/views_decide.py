@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.http import HttpResponse
 from django.template.response import TemplateResponse
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 from django.views.decorators.vary import vary_on_headers
 
 from course.decide import QUESTION_KEYS, QUESTIONS, decision_make, lessons_linked
@@ -12,7 +12,7 @@ from course.snapshot import course_snapshot
 from course.views_common import HtmxHttpRequest, wants_partial
 
 
-@require_GET
+@require_safe
 @vary_on_headers("HX-Request")
 def decide(request: HtmxHttpRequest) -> HttpResponse:
     decision = decision_make(params={key: request.GET.getlist(key) for key in QUESTION_KEYS})

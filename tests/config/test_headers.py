@@ -22,18 +22,7 @@ def fetch(url: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
 
 
 @pytest.mark.parametrize(
-    "path",
-    [
-        "/playground/",
-        pytest.param(
-            "/lessons/the-tradeoff/",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="course/views.py still uses require_GET (course/ was out of this "
-                "branch's bounds): it answers HEAD with 405 until it uses require_safe",
-            ),
-        ),
-    ],
+    "path", ["/", "/lessons/the-tradeoff/", "/decide/", "/search/?q=sticky", "/playground/"]
 )
 def test_head_answers_like_get_with_no_body(live_server_url: str, path: str) -> None:
     status, headers, body = fetch(f"{live_server_url}{path}", "HEAD")
