@@ -9,6 +9,15 @@ from django import forms
 from playground.lab.config import MAX_RATE, MAX_USERS, MAX_WORKERS, MIN_RATE
 
 
+def start_initial(mode: str | None) -> dict[str, Any]:
+    """The start form as a link asks for it (`/playground/?mode=stateless`): a stateless lab
+    starts with sticky sessions off, since it needs none (static/js/start.js does the same
+    when the learner switches the mode, until they set sticky sessions themselves)."""
+    if mode == "stateless":
+        return {"mode": "stateless", "sticky": False}
+    return {}
+
+
 class LabStartForm(forms.Form):
     mode = forms.ChoiceField(
         choices=[("stateful", "Stateful"), ("stateless", "Stateless")],

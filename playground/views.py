@@ -18,7 +18,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
 from playground import labclient as client
-from playground.forms import LabStartForm
+from playground.forms import LabStartForm, start_initial
 from playground.labclient import LabHostUnavailable, LabRefused
 
 LAB_ID_ALPHABET = string.ascii_lowercase + string.digits
@@ -34,7 +34,7 @@ class HtmxHttpRequest(HttpRequest):
 def index(request: HtmxHttpRequest) -> HttpResponse:
     if request.htmx.boosted:
         return _full_page_load(request)
-    return _render_start(request, LabStartForm())
+    return _render_start(request, LabStartForm(initial=start_initial(request.GET.get("mode"))))
 
 
 @require_POST

@@ -101,3 +101,21 @@ def test_workers_come_and_go_and_strangers_stay_out(
     page.wait_for_selector('[data-worker="worker-2"][data-status="paused"]', timeout=5_000)
     page.get_by_role("button", name="Resume worker-2", exact=True).click()
     page.wait_for_selector('[data-worker="worker-2"][data-status="up"]', timeout=10_000)
+
+
+def test_switching_to_stateless_turns_sticky_sessions_off_until_the_learner_sets_them(
+    page: Any, live_server_url: str, labhost_process: HostProcess
+) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(f"{live_server_url}/playground/")
+    sticky = page.get_by_label("Sticky sessions")
+    expect(sticky).to_be_checked()
+    page.get_by_label("Stateless", exact=True).check()
+    expect(sticky).not_to_be_checked()
+    page.get_by_label("Stateful", exact=True).check()
+    expect(sticky).to_be_checked()
+    sticky.uncheck()  # the learner's own choice stands from now on
+    page.get_by_label("Stateless", exact=True).check()
+    page.get_by_label("Stateful", exact=True).check()
+    expect(sticky).not_to_be_checked()

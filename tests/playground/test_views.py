@@ -44,6 +44,20 @@ def test_the_start_form_keeps_its_contract(client: Client, no_host: None) -> Non
     assert "Kill a worker" in html  # the suggested experiments
 
 
+def test_a_stateless_lab_starts_with_sticky_sessions_off(client: Client, no_host: None) -> None:
+    def checked(html: str, name: str, value: str | None = None) -> bool:
+        pick = f'[^>]*value="{value}"' if value else ""
+        control = re.search(rf'<input[^>]*name="{name}"{pick}[^>]*>', html)
+        assert control is not None, (name, value)
+        return " checked" in control.group()
+
+    plain = client.get("/playground/").content.decode()
+    assert checked(plain, "mode", "stateful") and checked(plain, "sticky")
+    linked = client.get("/playground/?mode=stateless").content.decode()
+    assert checked(linked, "mode", "stateless") and not checked(linked, "mode", "stateful")
+    assert not checked(linked, "sticky")
+
+
 def test_the_start_page_says_when_the_lab_host_is_not_running(
     client: Client, no_host: None
 ) -> None:
