@@ -181,7 +181,8 @@ class Subscriber:
 
     async def create(self, mode: str) -> Watched:
         lab_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(10))
-        # One owner per lab: the host keeps at most two labs per owner.
+        # One owner and one client address per lab: the host keeps at most two labs per
+        # owner, and its last places for addresses that run no lab yet.
         lab = Watched(
             lab_id, secrets.token_urlsafe(16), mode, asyncio.get_running_loop().create_future()
         )
@@ -194,6 +195,7 @@ class Subscriber:
                 "lab_id": lab_id,
                 "owner": lab.owner,
                 "config": {"mode": mode, **CONFIG},
+                "client": f"bench-{lab_id}",
                 "reply_channel": self.channel,
             },
         )
