@@ -7,10 +7,12 @@ channels-redis layer, as a web process would be. Labs are small (one or two work
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import signal
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -366,3 +368,19 @@ async def test_a_nearly_full_host_keeps_its_last_places_for_new_addresses(
     _, reply = await create(web, running.name, owner="h", client="192.0.2.10")
     assert reply["type"] == "lab.error"
     assert "full" in reply["message"]
+
+
+async def test_a_closed_lab_leaves_nothing_of_itself_in_the_host(
+    labhost: RunningHost, web: RedisChannelLayer
+) -> None:
+    lab_id, _ = await create(web, labhost.name, owner="o")
+    await started(labhost, lab_id)
+    await eventually(lambda: labhost.host.labs[lab_id].lab.metrics.requests_ok > 0, 15)
+    lab = weakref.ref(labhost.host.labs[lab_id].lab)
+    metrics = weakref.ref(labhost.host.labs[lab_id].lab.metrics)
+    await labhost.host.lab_close(hosted=labhost.host.labs[lab_id], reason="test")
+    await eventually(lambda: not labhost.host._tasks, 10)  # its tasks are done and dropped
+    gc.collect()
+    # No lingering reference: the lab and its metrics (the run's latencies) are freed.
+    assert lab() is None
+    assert metrics() is None
