@@ -179,7 +179,7 @@ class Subscriber:
                 ):
                     await self.attach(lab)
 
-    async def create(self, mode: str) -> Watched:
+    async def create(self, mode: str, config: dict[str, Any] | None = None) -> Watched:
         lab_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(10))
         # One owner and one client address per lab: the host keeps at most two labs per
         # owner, and its last places for addresses that run no lab yet.
@@ -194,7 +194,7 @@ class Subscriber:
                 "type": "lab.create",
                 "lab_id": lab_id,
                 "owner": lab.owner,
-                "config": {"mode": mode, **CONFIG},
+                "config": {"mode": mode, **(CONFIG if config is None else config)},
                 "client": f"bench-{lab_id}",
                 "reply_channel": self.channel,
             },
