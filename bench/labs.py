@@ -58,6 +58,7 @@ class Watched:
     mode: str
     created: asyncio.Future[None]
     running: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)  # lab.closed arrived
     arrivals: list[Arrival] = field(default_factory=list)
     lower: float = -math.inf  # bounds of the lab's start instant on our monotonic clock
     upper: float = math.inf
@@ -117,6 +118,7 @@ class Subscriber:
                 lab.created.set_exception(RuntimeError(text))
             if kind == "lab.closed":
                 lab.closed = text
+                lab.ended.set()
             self.errors.append(f"{lab.lab_id}: {text}")
         elif kind == "lab.attached":
             sent, lab.probe_sent = lab.probe_sent, None
