@@ -30,6 +30,8 @@ BENCHMARKS: dict[str, tuple[str, str, str, int]] = {
     ),
     "kill": ("bench.kill", "run", "kill over a WebSocket to the worker shown down", 300),
     "labs": ("bench.labs", "run", "concurrent labs one host holds with update lag p95 ok", 300),
+    # The limit grows with --soak-minutes (see main).
+    "soak": ("bench.soak", "run", "lab host RSS growth over a soak at 200 req/s", 900),
 }
 
 
@@ -43,9 +45,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="shorter runs, fewer samples")
     parser.add_argument(
+        "--soak-minutes",
+        type=float,
+        default=None,
+        metavar="M",
+        help="length of the soak benchmark (default 10, with --quick 1)",
+    )
+    parser.add_argument(
         "--no-docs", action="store_true", help="do not write the results to docs/benchmarks.md"
     )
     args = parser.parse_args(argv)
+    if args.soak_minutes is not None and not 0 < args.soak_minutes <= 120:
+        parser.error("--soak-minutes must be more than 0 and at most 120")
     unknown = [n for n in args.names if n not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
@@ -56,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     for name in names:
         module_name, function, what, limit = BENCHMARKS[name]
+        options = {}
+        if name == "soak" and args.soak_minutes is not None:
+            options["minutes"] = args.soak_minutes
+            limit = max(limit, int(args.soak_minutes * 60) + 300)
         print(f"\n== {name}: {what} ==", flush=True)
         started = time.monotonic()
         # Last resort if a benchmark hangs past its own limits: print every thread's stack
@@ -63,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         faulthandler.dump_traceback_later(limit, exit=True)
         try:
             run = getattr(importlib.import_module(module_name), function)
-            report: Report = run(args.quick)
+            report: Report = run(args.quick, **options)
         except Skip as exc:
             print(f"skipped: {exc}", flush=True)
             report = Report(name, what, skipped=str(exc))

@@ -58,6 +58,7 @@ class Watched:
     mode: str
     created: asyncio.Future[None]
     running: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)  # lab.closed arrived
     arrivals: list[Arrival] = field(default_factory=list)
     lower: float = -math.inf  # bounds of the lab's start instant on our monotonic clock
     upper: float = math.inf
@@ -117,6 +118,7 @@ class Subscriber:
                 lab.created.set_exception(RuntimeError(text))
             if kind == "lab.closed":
                 lab.closed = text
+                lab.ended.set()
             self.errors.append(f"{lab.lab_id}: {text}")
         elif kind == "lab.attached":
             sent, lab.probe_sent = lab.probe_sent, None
@@ -179,9 +181,10 @@ class Subscriber:
                 ):
                     await self.attach(lab)
 
-    async def create(self, mode: str) -> Watched:
+    async def create(self, mode: str, config: dict[str, Any] | None = None) -> Watched:
         lab_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(10))
-        # One owner per lab: the host keeps at most two labs per owner.
+        # One owner and one client address per lab: the host keeps at most two labs per
+        # owner, and its last places for addresses that run no lab yet.
         lab = Watched(
             lab_id, secrets.token_urlsafe(16), mode, asyncio.get_running_loop().create_future()
         )
@@ -193,7 +196,8 @@ class Subscriber:
                 "type": "lab.create",
                 "lab_id": lab_id,
                 "owner": lab.owner,
-                "config": {"mode": mode, **CONFIG},
+                "config": {"mode": mode, **(CONFIG if config is None else config)},
+                "client": f"bench-{lab_id}",
                 "reply_channel": self.channel,
             },
         )

@@ -3,7 +3,8 @@ the raw Redis round trip (GET + SET, redis-py) measured on the same Redis in the
 
 Both labs run side by side in this process with the same users and rate, so the machine's
 noise hits both; their latencies are the engine's own (every request a virtual user sent,
-through the balancer, exact percentiles).
+through the balancer; percentiles from its latency histograms, within 1/64 of the exact
+ones: about 0.02 ms at 1.5 ms).
 """
 
 from __future__ import annotations

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
+import ipaddress
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -21,6 +24,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from playground import labprotocol
+from playground.labhost.limits import StartLimits
 
 CREATE_TIMEOUT = 5.0
 
@@ -31,6 +35,14 @@ class LabHostUnavailable(Exception):
 
 class LabRefused(Exception):
     """The lab host would not start the lab (full, bad settings). The message is for the learner."""
+
+
+class LabStartsLimited(LabRefused):
+    """This client address started too many labs lately; `retry_after` seconds until it may."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -79,33 +91,103 @@ def lab_get(lab_id: str) -> LabRecord | None:
     return LabRecord(lab_id=lab_id, owner_digest=data["owner"], mode=data["mode"])
 
 
-def lab_create(*, lab_id: str, owner: str, config: dict[str, Any]) -> None:
-    """Ask the lab host to start a lab; returns once it has accepted (workers still starting).
+def lab_create(*, lab_id: str, owner: str, config: dict[str, Any], address: str) -> None:
+    """Ask the lab host to start a lab for a client at `address`; returns once the host has
+    accepted it (workers still starting).
 
-    Raises LabHostUnavailable (no host, or no answer) or LabRefused (full, bad settings).
+    Raises LabHostUnavailable (no host, or no answer), LabStartsLimited (this address started
+    too many labs lately) or LabRefused (full, too many running from this address, bad
+    settings).
     """
     if not host_alive():
         raise LabHostUnavailable(
             "The lab host is not running: start it with make run "
             "(or python manage.py runlabs next to the web server)."
         )
-    async_to_sync(alab_create)(lab_id=lab_id, owner=owner, config=config)
+    key = address_key(address)
+    lab_start_count(key=key, lab_id=lab_id)
+    async_to_sync(alab_create)(lab_id=lab_id, owner=owner, config=config, address=key)
 
 
-async def alab_create(*, lab_id: str, owner: str, config: dict[str, Any]) -> None:
+def address_key(address: str) -> str:
+    """What the per-address limits count by: the IPv4 address, or the /64 an IPv6 address is
+    in (one household or phone gets a whole /64 and may pick any address within it)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address or "unknown"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+def start_limits() -> StartLimits:
+    return StartLimits(**getattr(settings, "PLAYGROUND_START_LIMITS", {}))
+
+
+# A sliding log per address: the start times of the last window, at most `limit` of them.
+# One script, so two web processes cannot both take the last start; Redis's own clock, so
+# web processes whose clocks differ still count the same window.
+_COUNT_START = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local window = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) < limit then
+    redis.call('ZADD', KEYS[1], now, ARGV[3])
+    redis.call('EXPIRE', KEYS[1], math.ceil(window))
+    return '0'
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return tostring(tonumber(oldest[2]) + window - now)
+"""
+
+
+def lab_start_count(*, key: str, lab_id: str) -> None:
+    """Count a lab start for the address `key`, or raise LabStartsLimited if it has had its
+    share of this window. Counted in Redis, so it holds across every web process."""
+    limits = start_limits()
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]  # no addresses in Redis keys
+    try:
+        script = _client().register_script(_COUNT_START)
+        wait = float(
+            script(
+                keys=[f"playground:starts:{digest}"],
+                args=[limits.window, limits.per_window, lab_id],
+            )
+        )
+    except redis.RedisError:
+        raise LabHostUnavailable(
+            "The playground cannot reach Redis right now. Try again in a moment."
+        ) from None
+    if wait > 0:
+        raise LabStartsLimited(
+            f"Too many labs were started from your network address: at most "
+            f"{limits.per_window} every {limits.window:g} seconds. "
+            f"Try again in {math.ceil(wait)} s.",
+            retry_after=max(1, math.ceil(wait)),
+        )
+
+
+async def alab_create(
+    *, lab_id: str, owner: str, config: dict[str, Any], address: str | None = None
+) -> None:
     layer = get_channel_layer()
     assert layer is not None
     reply_channel = await layer.new_channel()
-    await layer.send(
-        host_name(),
-        {
-            "type": "lab.create",
-            "lab_id": lab_id,
-            "owner": owner,
-            "config": config,
-            "reply_channel": reply_channel,
-        },
-    )
+    message = {
+        "type": "lab.create",
+        "lab_id": lab_id,
+        "owner": owner,
+        "config": config,
+        "reply_channel": reply_channel,
+    }
+    if address is not None:
+        message["client"] = address
+    await layer.send(host_name(), message)
     try:
         # asyncio.timeout, never wait_for: see playground.lab.users.
         async with asyncio.timeout(CREATE_TIMEOUT):

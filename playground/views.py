@@ -19,7 +19,7 @@ from django_htmx.middleware import HtmxDetails
 
 from playground import labclient as client
 from playground.forms import LabStartForm, start_initial
-from playground.labclient import LabHostUnavailable, LabRefused
+from playground.labclient import LabHostUnavailable, LabRefused, LabStartsLimited
 
 LAB_ID_ALPHABET = string.ascii_lowercase + string.digits
 RECENT_LABS = 2
@@ -45,9 +45,15 @@ def lab_start(request: HtmxHttpRequest) -> HttpResponse:
     owner = request.session.get("lab_owner") or secrets.token_urlsafe(24)
     lab_id = "".join(secrets.choice(LAB_ID_ALPHABET) for _ in range(8))
     try:
-        client.lab_create(lab_id=lab_id, owner=owner, config=form.lab_config())
+        client.lab_create(
+            lab_id=lab_id, owner=owner, config=form.lab_config(), address=client_address(request)
+        )
     except LabHostUnavailable as exc:
         return _render_start(request, form, error=str(exc), status=503)
+    except LabStartsLimited as exc:
+        response = _render_start(request, form, error=str(exc), status=429)
+        response["Retry-After"] = str(exc.retry_after)
+        return response
     except LabRefused as exc:
         return _render_start(request, form, error=str(exc), status=409)
     request.session["lab_owner"] = owner
@@ -84,6 +90,15 @@ def lab_detail(request: HtmxHttpRequest, lab_id: str) -> HttpResponse:
         "playground/lab.html",
         {"lab_id": lab_id, "mode": record.mode, "ws_path": f"/ws/labs/{lab_id}/"},
     )
+
+
+def client_address(request: HttpRequest) -> str:
+    """The address of the client, which the playground's per-address limits count by.
+
+    The peer of the connection (REMOTE_ADDR). Behind a reverse proxy that is the proxy: the
+    one place to read a trusted X-Forwarded-For is here.
+    """
+    return str(request.META.get("REMOTE_ADDR") or "")
 
 
 def _render_start(

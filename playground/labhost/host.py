@@ -49,6 +49,7 @@ class HostedLab:
     owner: str
     created: float
     idle_since: float
+    address: str = ""  # the client address it was started from (the web tier's key for it)
     viewers: dict[str, float] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     dirty: asyncio.Event = field(default_factory=asyncio.Event)
@@ -335,16 +336,25 @@ class LabHost:
         except (LabError, TypeError) as exc:
             await self._reply(message, "lab.error", code=400, message=str(exc))
             return
+        address = message.get("client")
+        address = address if isinstance(address, str) and address else "unknown"
+        older = sorted((h for h in self.labs.values() if h.owner == owner), key=lambda h: h.created)
+        victims = older[: max(0, len(older) + 1 - self.limits.max_per_owner)]
+        refusal = self._address_refusal(address, victims)
+        if refusal is not None:
+            await self._reply(message, "lab.error", code=refusal[0], message=refusal[1])
+            return
         now = self.clock()
         dirty = asyncio.Event()
         lab = self.lab_factory(config, on_event=_waker(dirty))
-        hosted = HostedLab(lab=lab, owner=owner, created=now, idle_since=now, dirty=dirty)
-        older = sorted((h for h in self.labs.values() if h.owner == owner), key=lambda h: h.created)
+        hosted = HostedLab(
+            lab=lab, owner=owner, created=now, idle_since=now, dirty=dirty, address=address
+        )
         # Registered before the first await, so two quick starts cannot both slip under a limit.
         self.labs[lab_id] = hosted
         await self._register(hosted)
         await self._reply(message, "lab.created")
-        for victim in older[: max(0, len(older) + 1 - self.limits.max_per_owner)]:
+        for victim in victims:
             self._spawn(
                 self.lab_close(
                     hosted=victim,
@@ -352,6 +362,28 @@ class LabHost:
                 )
             )
         hosted.starter = self._spawn(self._lab_start(hosted))
+
+    def _address_refusal(self, address: str, victims: list[HostedLab]) -> tuple[int, str] | None:
+        """Why a lab from `address` may not start now (code, message), or None.
+
+        Counted over the labs that stay: those this start closes (the owner's oldest) make
+        room, so a learner at the limit can still replace a lab.
+        """
+        staying = [h for h in self.labs.values() if h.closer is None and h not in victims]
+        mine = sum(1 for h in staying if h.address == address)
+        if mine >= self.limits.max_per_address:
+            return 429, (
+                f"{mine} labs are already running from your network address, the most one "
+                "address may run. Close a lab tab (a lab closes a minute after its last "
+                "viewer leaves) and try again."
+            )
+        if mine and len(staying) >= self.limits.max_labs - self.limits.reserved:
+            return 503, (
+                "The lab host is nearly full: its last places are kept for people who have "
+                "no lab running yet, and your network address already runs one. Close a lab "
+                "tab, or try again in a few minutes."
+            )
+        return None
 
     async def _register(self, hosted: HostedLab) -> None:
         record = {

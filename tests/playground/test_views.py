@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from playground.labclient import address_key
+
 from .conftest import HostProcess
 
 VALID = {"mode": "stateful", "workers": "1", "users": "3", "rate": "10", "sticky": "on"}
@@ -148,3 +150,29 @@ def test_a_boosted_navigation_becomes_a_full_page_load(client: Client, no_host: 
     response = client.get("/playground/", headers={"HX-Request": "true", "HX-Boosted": "true"})
     assert response["HX-Redirect"] == "/playground/"
     assert "HX-Request" in response["Vary"]
+
+
+def test_starts_per_address_are_limited_and_other_addresses_still_served(
+    labhost_process: HostProcess, settings: Any
+) -> None:
+    settings.PLAYGROUND_START_LIMITS = {"per_window": 2, "window": 60.0}
+    # Addresses of this test alone (documentation range), so no other test's starts count.
+    crowded = f"203.0.113.{uuid.uuid4().int % 250 + 1}"
+    # Each start from a fresh client: dropping cookies does not reset the count.
+    for _ in range(2):
+        assert Client(REMOTE_ADDR=crowded).post("/playground/labs/", VALID).status_code == 302
+    refused = Client(REMOTE_ADDR=crowded).post("/playground/labs/", VALID)
+    assert refused.status_code == 429
+    assert 1 <= int(refused["Retry-After"]) <= 60
+    html = refused.content.decode()
+    assert "Too many labs were started from your network address" in html
+    assert 'role="alert"' in html and "Start lab" in html  # the form again, with the reason
+    other = f"2001:db8:{uuid.uuid4().int % 65000:x}::1"
+    assert Client(REMOTE_ADDR=other).post("/playground/labs/", VALID).status_code == 302
+
+
+def test_an_ipv6_client_is_counted_by_its_64_and_ipv4_as_itself() -> None:
+    assert address_key("2001:db8:1:2:aaaa::1") == address_key("2001:db8:1:2:bbbb::9")
+    assert address_key("2001:db8:1:2::1") != address_key("2001:db8:1:3::1")
+    assert address_key("::ffff:192.0.2.1") == address_key("192.0.2.1") == "192.0.2.1"
+    assert address_key("192.0.2.1") != address_key("192.0.2.2")

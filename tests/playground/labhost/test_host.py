@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import signal
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -54,11 +56,12 @@ async def ask(web: RedisChannelLayer, host: str, type_: str, **fields: Any) -> d
 
 
 async def create(
-    web: RedisChannelLayer, host: str, *, owner: str, **config: Any
+    web: RedisChannelLayer, host: str, *, owner: str, client: str | None = None, **config: Any
 ) -> tuple[str, dict[str, Any]]:
     lab_id = uuid.uuid4().hex[:10]
+    extra = {} if client is None else {"client": client}
     reply = await ask(
-        web, host, "lab.create", lab_id=lab_id, owner=owner, config={**SMALL, **config}
+        web, host, "lab.create", lab_id=lab_id, owner=owner, config={**SMALL, **config}, **extra
     )
     return lab_id, reply
 
@@ -464,3 +467,65 @@ async def test_no_snapshot_is_pushed_once_the_heartbeat_finds_redis_down(
     # (not a failed send and a warning each time).
     await host._push(host.labs[lab_id])
     assert "could not push" not in caplog.text
+
+
+async def test_labs_running_per_address_are_limited_and_other_addresses_still_served(
+    start_labhost: Any, web: RedisChannelLayer
+) -> None:
+    running = await start_labhost(limits=HostLimits(max_labs=10, max_per_address=2))
+    for _ in range(2):
+        _, reply = await create(web, running.name, owner="a", client="203.0.113.7")
+        assert reply["type"] == "lab.created"
+    # Another owner (a client dropping cookies) from the same address.
+    lab_id, reply = await create(web, running.name, owner="b", client="203.0.113.7")
+    assert reply["type"] == "lab.error"
+    assert reply["code"] == 429
+    assert "your network address" in reply["message"]
+    assert lab_id not in running.host.labs
+    _, reply = await create(web, running.name, owner="c", client="198.51.100.1")
+    assert reply["type"] == "lab.created"
+    # A learner at the limit may still replace a lab of their own (it closes the oldest).
+    _, reply = await create(web, running.name, owner="a", client="203.0.113.7")
+    assert reply["type"] == "lab.created"
+
+
+async def test_a_nearly_full_host_keeps_its_last_places_for_new_addresses(
+    start_labhost: Any, web: RedisChannelLayer
+) -> None:
+    limits = HostLimits(max_labs=5, address_reserve=0.4)
+    assert limits.reserved == 2
+    running = await start_labhost(limits=limits)
+    for owner in ("a", "b", "c"):
+        _, reply = await create(web, running.name, owner=owner, client="203.0.113.7")
+        assert reply["type"] == "lab.created"
+    lab_id, reply = await create(web, running.name, owner="d", client="203.0.113.7")
+    assert reply["type"] == "lab.error"
+    assert reply["code"] == 503
+    assert "kept for people who have no lab running" in reply["message"]
+    assert lab_id not in running.host.labs
+    # Each address with no lab running takes one of the reserved places, and only one.
+    _, reply = await create(web, running.name, owner="e", client="198.51.100.1")
+    assert reply["type"] == "lab.created"
+    _, reply = await create(web, running.name, owner="f", client="198.51.100.1")
+    assert reply["type"] == "lab.error"
+    _, reply = await create(web, running.name, owner="g", client="192.0.2.9")
+    assert reply["type"] == "lab.created"
+    _, reply = await create(web, running.name, owner="h", client="192.0.2.10")
+    assert reply["type"] == "lab.error"
+    assert "full" in reply["message"]
+
+
+async def test_a_closed_lab_leaves_nothing_of_itself_in_the_host(
+    labhost: RunningHost, web: RedisChannelLayer
+) -> None:
+    lab_id, _ = await create(web, labhost.name, owner="o")
+    await started(labhost, lab_id)
+    await eventually(lambda: labhost.host.labs[lab_id].lab.metrics.requests_ok > 0, 15)
+    lab = weakref.ref(labhost.host.labs[lab_id].lab)
+    metrics = weakref.ref(labhost.host.labs[lab_id].lab.metrics)
+    await labhost.host.lab_close(hosted=labhost.host.labs[lab_id], reason="test")
+    await eventually(lambda: not labhost.host._tasks, 10)  # its tasks are done and dropped
+    gc.collect()
+    # No lingering reference: the lab and its metrics (the run's latencies) are freed.
+    assert lab() is None
+    assert metrics() is None
