@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+import redis
 from channels.testing import WebsocketCommunicator
 
 from config.asgi import application
@@ -19,7 +20,7 @@ from playground import labprotocol
 from playground.consumers import MESSAGE_BURST, LabConsumer
 from playground.labclient import alab_create
 
-from .conftest import RunningHost, gone_within, session_headers
+from .conftest import RunningHost, eventually, gone_within, session_headers
 
 SMALL = {"mode": "stateful", "workers": 1, "users": 3, "rate": 10.0, "sticky": True}
 
@@ -178,6 +179,88 @@ async def test_each_bad_message_gets_an_error_and_the_socket_stays_open(
 
         await snapshot_where(socket, obeyed)
         limiter_clock.now += 1  # the rate limit refills: this test is not about floods
+
+
+# Frames that crashed the consumer (close 1011, a dead member left in the lab's group), and
+# more of their kind: each is answered with an error, before it reaches json's recursion,
+# msgpack on the Channels layer, or the lab engine.
+HOSTILE_FRAMES = [
+    ("[" * 2000 + "]" * 2000, "flat JSON object"),  # RecursionError in json.loads
+    ('{"action": "set", "users": 99999999999999999999999999}', "users"),  # msgpack overflow
+    ('{"action": "set", "users": -99999999999999999999999999}', "users"),
+    ('{"action": "set", "users": ' + "9" * 4000 + "}", "at most 32 characters"),
+    ('{"action": "set", "rate": 1e309}', "finite"),
+    ('{"action": "set", "rate": -1e309}', "finite"),
+    ('{"action": "set", "rate": NaN}', "NaN"),
+    ('{"action": "set", "rate": Infinity}', "Infinity"),
+    ('{"action": "set", "rate": 0}', "rate"),
+    ('{"action": "set", "users": 2.5}', "wrong type"),
+    ('{"action": "set", "users": true}', "wrong type"),
+    ('{"action": "set", "users": [3]}', "wrong type"),
+    ('{"action": "set", "sticky": {"a": {"b": 1}}}', "flat JSON object"),
+    ('{"action": "set", "balancing": "\\ud800"}', "balancing"),
+    ('{"action": "set", "balancing": "ROUND_ROBIN"}', "balancing"),
+    ('{"action": "kill", "worker": "worker-\\u0661"}', "needs a worker"),
+    ('{"action": "kill", "worker": "wörker-1"}', "needs a worker"),
+    ('{"action": "k\\u0000ill"}', "Unknown action"),
+    ('{"action": ["kill"]}', "Unknown action"),
+    ('{"action": "kill", "worker": "worker-1", "extra": 1}', "Unexpected field"),
+    ('{"action": "add_worker", "pad": "' + "é" * 2100 + '"}', "too large"),
+    ("\ufeff{}", "not valid JSON"),
+    (" ", "not valid JSON"),
+]
+
+
+async def test_hostile_frames_get_an_error_and_the_socket_obeys_afterwards(
+    labhost: RunningHost, owner_session: Any, sockets: Any, limiter_clock: Clock
+) -> None:
+    lab_id, socket, _ = await watch_new_lab(owner_session, sockets)
+    rate = 10.0
+    for frame, says in HOSTILE_FRAMES:
+        await socket.send_to(text_data=frame)
+        error = await error_after(socket)
+        assert says in error["message"], (frame[:60], error["message"])
+        rate = 12.0 if rate == 10.0 else 10.0
+        await socket.send_json_to({"action": "set", "rate": rate})
+
+        def obeyed(snapshot: dict[str, Any], want: float = rate) -> bool:
+            return snapshot["rate"] == want
+
+        await snapshot_where(socket, obeyed)
+        limiter_clock.now += 1
+    assert len(labhost.host.labs[lab_id].viewers) == 1
+
+
+async def test_a_socket_that_fails_leaves_its_group_and_the_host(
+    labhost: RunningHost,
+    owner_session: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    redis_url: str,
+) -> None:
+    session_key, owner = owner_session()
+    lab_id = await start_lab(owner)
+    # Not the `sockets` fixture: this socket ends with the consumer's exception, which
+    # disconnect() would raise again.
+    socket = WebsocketCommunicator(
+        application, f"/ws/labs/{lab_id}/", headers=session_headers(session_key)
+    )
+    assert (await socket.connect())[0]
+    await snapshot_where(socket, all_up)
+    hosted = labhost.host.labs[lab_id]
+    assert len(hosted.viewers) == 1
+
+    def broken(*_: Any) -> dict[str, Any]:
+        raise RuntimeError("a bug in the consumer")
+
+    monkeypatch.setattr(labprotocol, "command_parse", broken)  # whatever the next bug is
+    await socket.send_to(text_data='{"action": "reset"}')
+    with pytest.raises(RuntimeError, match="a bug in the consumer"):
+        for _ in range(100):  # the snapshots already on their way, then the exception
+            await socket.receive_output(timeout=5)
+    await eventually(lambda: not hosted.viewers, 5)
+    # channels-redis keeps a group as a sorted set of channel names: none is left in it.
+    group_key = f"asgi:group:{labprotocol.group_name(lab_id)}"
+    assert redis.Redis.from_url(redis_url).zcard(group_key) == 0
 
 
 async def test_binary_frames_and_floods_get_errors_too(
