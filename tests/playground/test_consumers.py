@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -14,9 +15,10 @@ from typing import Any
 import pytest
 import redis
 from channels.testing import WebsocketCommunicator
+from django.template.loader import render_to_string
 
 from config.asgi import application
-from playground import labprotocol
+from playground import consumers, labclient, labprotocol
 from playground.consumers import MESSAGE_BURST, LabConsumer
 from playground.labclient import alab_create
 
@@ -366,3 +368,134 @@ async def test_a_hung_channel_layer_is_noticed_too(
     socket = sockets("abcdef1234", session_key)
     assert (await socket.connect())[0]
     await _assert_closed_as_host_down(socket, wait=15)
+
+
+# -- limits, kept in Redis across web processes ---------------------------------------
+
+
+async def closed_because(socket: WebsocketCommunicator) -> tuple[dict[str, Any], Any]:
+    """The `closed` message that ends a socket and its close frame."""
+    for _ in range(100):
+        message = await socket.receive_json_from(timeout=10)
+        if message["type"] != "snapshot":
+            return message, await socket.receive_output(timeout=5)
+    raise AssertionError("the socket was not closed")
+
+
+def test_the_default_limits_leave_room_for_tabs_and_a_classroom() -> None:
+    assert LabConsumer.sockets_per_session >= 4
+    assert LabConsumer.sockets_per_lab >= 250
+    assert LabConsumer.sockets_per_process >= LabConsumer.sockets_per_lab
+
+
+async def test_a_session_gets_a_few_sockets_and_not_one_more(
+    labhost: RunningHost, owner_session: Any, sockets: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(LabConsumer, "sockets_per_session", 3)
+    session_key, owner = owner_session()
+    lab_id = await start_lab(owner)
+    # One socket of this session is open in another web process: its claim is in Redis.
+    other_process = await asyncio.to_thread(
+        labclient.socket_claim,
+        key=labprotocol.session_sockets_key(owner),
+        socket="another-web-process!abc",
+        limit=3,
+        now=time.time(),
+        lease=30,
+    )
+    assert other_process
+    first, second = sockets(lab_id, session_key), sockets(lab_id, session_key)
+    for socket in (first, second):
+        assert (await socket.connect())[0]
+        await snapshot_where(socket, all_up)
+    third = sockets(lab_id, session_key)
+    assert (await third.connect())[0]
+    message, close = await closed_because(third)
+    assert message["type"] == "closed" and message["code"] == labprotocol.CLOSE_TOO_MANY
+    assert "Too many lab tabs" in message["message"] and "at most 3" in message["html"]
+    assert close == {"type": "websocket.close", "code": labprotocol.CLOSE_TOO_MANY}
+    # A socket that closes gives its place back.
+    await first.disconnect()
+    fourth = sockets(lab_id, session_key)
+    assert (await fourth.connect())[0]
+    await snapshot_where(fourth, all_up)
+
+
+async def test_a_lab_gets_so_many_viewers_and_a_process_so_many_sockets(
+    labhost: RunningHost, owner_session: Any, sockets: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(LabConsumer, "sockets_per_lab", 1)
+    session_key, owner = owner_session()
+    lab_id = await start_lab(owner)
+    assert (await sockets(lab_id, session_key).connect())[0]
+    second = sockets(lab_id, session_key)
+    assert (await second.connect())[0]
+    message, close = await closed_because(second)
+    assert (
+        message["code"] == labprotocol.CLOSE_TOO_MANY and "too many viewers" in message["message"]
+    )
+
+    monkeypatch.setattr(LabConsumer, "sockets_per_lab", 10)
+    monkeypatch.setattr(LabConsumer, "sockets_per_process", 1)
+    third = sockets(lab_id, session_key)
+    assert (await third.connect())[0]
+    message, close = await closed_because(third)
+    assert message["code"] == labprotocol.CLOSE_TOO_MANY and "too busy" in message["message"]
+    assert close == {"type": "websocket.close", "code": labprotocol.CLOSE_TOO_MANY}
+
+
+async def test_the_command_rate_is_per_session_not_per_socket(
+    labhost: RunningHost, owner_session: Any, sockets: Any, limiter_clock: Clock
+) -> None:
+    session_key, owner = owner_session()
+    lab_id = await start_lab(owner)
+    first, second = sockets(lab_id, session_key), sockets(lab_id, session_key)
+    for socket in (first, second):
+        assert (await socket.connect())[0]
+        await snapshot_where(socket, all_up)
+    for _ in range(MESSAGE_BURST):
+        await first.send_to(text_data="{}")
+    for _ in range(MESSAGE_BURST):
+        assert "Unknown action" in (await error_after(first))["message"]
+    # The session spent its burst on the first socket: a second socket does not get another.
+    await second.send_json_to({"action": "set", "sticky": False})
+    assert "Too many messages" in (await error_after(second))["message"]
+    limiter_clock.now += 0.5
+    await second.send_json_to({"action": "set", "sticky": False})
+    await snapshot_where(second, lambda s: s["sticky"] is False)
+
+
+# -- one rendering of each snapshot per lab per tick, in one web process ----------------
+
+
+async def test_sockets_on_one_lab_share_each_snapshots_rendering(
+    labhost: RunningHost, owner_session: Any, sockets: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    renders: list[str] = []
+
+    def counted(template_name: str, *args: Any, **kwargs: Any) -> str:
+        if template_name.endswith("#live"):
+            renders.append(template_name)
+        return render_to_string(template_name, *args, **kwargs)  # the real rendering
+
+    session_key, owner = owner_session()
+    lab_id = await start_lab(owner)
+    watchers = [sockets(lab_id, session_key) for _ in range(4)]
+    for socket in watchers:
+        assert (await socket.connect())[0]
+        await snapshot_where(socket, all_up)
+    monkeypatch.setattr(consumers, "render_to_string", counted)
+    frames: list[set[str]] = []
+    for socket in watchers:
+        seen = set()
+        for _ in range(6):
+            message = await socket.receive_json_from(timeout=10)
+            assert message["type"] == "snapshot"
+            seen.add(json.dumps(message, sort_keys=True))
+        frames.append(seen)
+    ticks = set().union(*frames)
+    assert len(ticks) >= 6
+    # Each tick rendered once for the four sockets (a tick or two may be rendered and on its
+    # way, not yet read); rendering per socket would be four times as many.
+    assert len(renders) <= len(ticks) + 2, (len(renders), len(ticks))
+    assert frames[0] & frames[1] & frames[2] & frames[3]
