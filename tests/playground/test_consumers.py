@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -22,7 +23,15 @@ from playground import consumers, labclient, labprotocol
 from playground.consumers import MESSAGE_BURST, LabConsumer
 from playground.labclient import alab_create
 
-from .conftest import RunningHost, eventually, gone_within, session_headers
+from .conftest import (
+    RunningHost,
+    client_exists,
+    eventually,
+    gone_within,
+    session_headers,
+    start_runlabs,
+    stop_runlabs_checked,
+)
 
 SMALL = {"mode": "stateful", "workers": 1, "users": 3, "rate": 10.0, "sticky": True}
 
@@ -368,6 +377,38 @@ async def test_a_hung_channel_layer_is_noticed_too(
     socket = sockets("abcdef1234", session_key)
     assert (await socket.connect())[0]
     await _assert_closed_as_host_down(socket, wait=15)
+
+
+async def test_a_killed_lab_host_that_make_run_restarts_means_host_stopped_not_lab_ended(
+    owner_session: Any,
+    sockets: Any,
+    settings: Any,
+    server_env: dict[str, str],
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Only the new host's answer may end the socket here, not the consumer's own patience.
+    monkeypatch.setattr(consumers, "HOST_SILENT", 60.0)
+    name = f"labhost-killed-{uuid.uuid4().hex[:6]}"
+    settings.PLAYGROUND_LABHOST = name
+    host = await asyncio.to_thread(start_runlabs, server_env, redis_url, name)
+    try:
+        session_key, owner = owner_session()
+        lab_id = await start_lab(owner)
+        socket = sockets(lab_id, session_key)
+        assert (await socket.connect())[0]
+        await snapshot_where(socket, all_up)
+        host.process.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(host.process.wait, 10)
+        heartbeat = labprotocol.heartbeat_key(name)
+        await eventually(lambda: not client_exists(redis_url, heartbeat), 10)
+        # What make run does: a new lab host under the same name, which never ran this lab.
+        host = await asyncio.to_thread(start_runlabs, server_env, redis_url, name)
+        message, close = await closed_because(socket)
+        assert message["type"] == "closed" and "stopped answering" in message["message"]
+        assert close == {"type": "websocket.close", "code": labprotocol.CLOSE_HOST_DOWN}
+    finally:
+        await asyncio.to_thread(stop_runlabs_checked, host)
 
 
 # -- limits, kept in Redis across web processes ---------------------------------------
