@@ -8,6 +8,7 @@ no lab state; the lab lives in the lab host process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -39,6 +40,7 @@ REATTACH_AFTER = 1.5  # no word from the host for this long: ask again (and rene
 LEASE_RENEWAL = 10.0
 HOST_SILENT = 4.0  # no word for this long: the host is gone
 LEAVE_TIMEOUT = 2.0  # cleaning up after a socket waits no longer than this on Redis
+CLOSE_SERVICE_RESTART = 1012  # RFC 6455: the server restarts, the client may reconnect
 HOST_GONE = "The lab host stopped answering, so this lab is gone."
 
 
@@ -100,6 +102,17 @@ class LabConsumer(AsyncJsonWebsocketConsumer):
         self.watchdog: asyncio.Task[None] | None = None
         try:
             await super().__call__(scope, receive, send)
+        except asyncio.CancelledError:
+            # daphne cancels every socket's application when it shuts down (Ctrl-C, SIGTERM),
+            # while the connections are still open. 1012 "service restart" rather than a
+            # dropped connection (1006): the htmx ws extension reconnects on it and the page
+            # reads "Reconnecting…" until a web process answers again. (daphne also cancels
+            # an application that outlives its socket: that close goes nowhere.)
+            if not self.finished:
+                self.finished = True
+                with contextlib.suppress(Exception):
+                    await self.close(code=CLOSE_SERVICE_RESTART)
+            raise
         finally:
             await self.leave()
 

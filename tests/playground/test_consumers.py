@@ -411,6 +411,44 @@ async def test_a_killed_lab_host_that_make_run_restarts_means_host_stopped_not_l
         await asyncio.to_thread(stop_runlabs_checked, host)
 
 
+async def test_nothing_is_sent_after_the_close(
+    labhost: RunningHost, owner_session: Any, sockets: Any
+) -> None:
+    lab_id, socket, _ = await watch_new_lab(owner_session, sockets)
+    (channel,) = labhost.host.labs[lab_id].viewers
+    await labhost.layer.send(channel, {"type": "lab.closed", "reason": "Closed by a test."})
+    message, close = await closed_because(socket)
+    assert close == {"type": "websocket.close", "code": labprotocol.CLOSE_GONE}
+    # Late news for a closed socket (daphne: "Attempt to send on a closed protocol").
+    await labhost.layer.send(channel, {"type": "lab.error", "message": "late"})
+    await labhost.layer.send(channel, {"type": "lab.attached", "snapshot": message})
+    await labhost.layer.send(channel, {"type": "lab.closed", "reason": "again"})
+    assert await socket.receive_nothing(timeout=1)
+
+
+async def test_a_web_process_that_shuts_down_says_service_restart(
+    labhost: RunningHost, owner_session: Any
+) -> None:
+    session_key, owner = owner_session()
+    lab_id = await start_lab(owner)
+    # Not the `sockets` fixture: disconnect() of a cancelled application raises.
+    socket = WebsocketCommunicator(
+        application, f"/ws/labs/{lab_id}/", headers=session_headers(session_key)
+    )
+    assert (await socket.connect())[0]
+    await snapshot_where(socket, all_up)
+    hosted = labhost.host.labs[lab_id]
+    # What daphne does to every open socket on Ctrl-C: cancel its application.
+    socket.future.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await socket.future
+    frames = []
+    while not socket.output_queue.empty():
+        frames.append(socket.output_queue.get_nowait())
+    assert frames[-1] == {"type": "websocket.close", "code": consumers.CLOSE_SERVICE_RESTART}
+    await eventually(lambda: not hosted.viewers, 5)
+
+
 # -- limits, kept in Redis across web processes ---------------------------------------
 
 
