@@ -8,7 +8,6 @@ no lab state; the lab lives in the lab host process.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -40,7 +39,7 @@ REATTACH_AFTER = 1.5  # no word from the host for this long: ask again (and rene
 LEASE_RENEWAL = 10.0
 HOST_SILENT = 4.0  # no word for this long: the host is gone
 LEAVE_TIMEOUT = 2.0  # cleaning up after a socket waits no longer than this on Redis
-CLOSE_SERVICE_RESTART = 1012  # RFC 6455: the server restarts, the client may reconnect
+RESTARTING = "This web server is restarting: the page reconnects on its own."
 HOST_GONE = "The lab host stopped answering, so this lab is gone."
 
 
@@ -104,14 +103,14 @@ class LabConsumer(AsyncJsonWebsocketConsumer):
             await super().__call__(scope, receive, send)
         except asyncio.CancelledError:
             # daphne cancels every socket's application when it shuts down (Ctrl-C, SIGTERM),
-            # while the connections are still open. 1012 "service restart" rather than a
-            # dropped connection (1006): the htmx ws extension reconnects on it and the page
-            # reads "Reconnecting…" until a web process answers again. (daphne also cancels
-            # an application that outlives its socket: that close goes nowhere.)
-            if not self.finished:
-                self.finished = True
-                with contextlib.suppress(Exception):
-                    await self.close(code=CLOSE_SERVICE_RESTART)
+            # while the connections are still open, then drops them (1006). The drop is
+            # right: the htmx ws extension reconnects on 1006 (the page reads
+            # "Reconnecting…") and the lab lives on in the lab host. A close code cannot do
+            # better: daphne's autobahn refuses 1012 "service restart" from an application,
+            # and a 4xxx code would end the page. So the socket only says why first. (daphne
+            # also cancels an application that outlives its socket: that goes nowhere.)
+            await self.send_error(RESTARTING)
+            self.finished = True
             raise
         finally:
             await self.leave()
@@ -338,6 +337,8 @@ class LabConsumer(AsyncJsonWebsocketConsumer):
             log.debug("lab socket %s closed under a send", self.channel_name, exc_info=True)
 
     async def send_error(self, message: str) -> None:
+        if self.finished:
+            return
         html = render_to_string(f"{TEMPLATE}#alert", {"message": message, "oob": True})
         await self.send_frame(json.dumps({"type": "error", "message": message, "html": html}))
 

@@ -426,7 +426,7 @@ async def test_nothing_is_sent_after_the_close(
     assert await socket.receive_nothing(timeout=1)
 
 
-async def test_a_web_process_that_shuts_down_says_service_restart(
+async def test_a_web_process_that_shuts_down_says_so_before_the_connection_drops(
     labhost: RunningHost, owner_session: Any
 ) -> None:
     session_key, owner = owner_session()
@@ -438,14 +438,17 @@ async def test_a_web_process_that_shuts_down_says_service_restart(
     assert (await socket.connect())[0]
     await snapshot_where(socket, all_up)
     hosted = labhost.host.labs[lab_id]
-    # What daphne does to every open socket on Ctrl-C: cancel its application.
+    # What daphne does to every open socket on Ctrl-C: cancel its application (then it drops
+    # the connection, 1006, on which the page reconnects: no close frame, no 4xxx code).
     socket.future.cancel()
     with pytest.raises(asyncio.CancelledError):
         await socket.future
     frames = []
     while not socket.output_queue.empty():
         frames.append(socket.output_queue.get_nowait())
-    assert frames[-1] == {"type": "websocket.close", "code": consumers.CLOSE_SERVICE_RESTART}
+    last = json.loads(frames[-1]["text"])
+    assert last["type"] == "error" and last["message"] == consumers.RESTARTING
+    assert all(frame["type"] == "websocket.send" for frame in frames)
     await eventually(lambda: not hosted.viewers, 5)
 
 
