@@ -22,6 +22,7 @@ from config.asgi import application
 from playground import consumers, labclient, labprotocol
 from playground.consumers import MESSAGE_BURST, LabConsumer
 from playground.labclient import alab_create
+from tests.conftest import ROOT
 
 from .conftest import (
     RunningHost,
@@ -468,6 +469,11 @@ def test_the_default_limits_leave_room_for_tabs_and_a_classroom() -> None:
     assert LabConsumer.sockets_per_session >= 4
     assert LabConsumer.sockets_per_lab >= 250
     assert LabConsumer.sockets_per_process >= LabConsumer.sockets_per_lab
+    contract = (ROOT / "docs" / "playground-contract.md").read_text()
+    assert f"at most {LabConsumer.sockets_per_session} per browser session" in contract
+    assert f"at most {LabConsumer.sockets_per_lab} per lab" in contract
+    assert f"at most {LabConsumer.sockets_per_process} per web process" in contract
+    assert f"{consumers.MESSAGES_PER_SECOND} a second per session" in contract
 
 
 async def test_a_session_gets_a_few_sockets_and_not_one_more(

@@ -47,3 +47,11 @@ def test_brackets_inside_strings_are_not_nesting() -> None:
         labprotocol.command_parse(text)
     with pytest.raises(labprotocol.CommandError, match="flat JSON object"):
         labprotocol.command_parse('{"action": "kill", "worker": [["worker-1"]]}')
+
+
+def test_the_contract_names_every_close_code() -> None:
+    contract = (ROOT / "docs" / "playground-contract.md").read_text()
+    codes = {value for name, value in vars(labprotocol).items() if name.startswith("CLOSE_")}
+    assert codes == {4403, 4404, 4429, 4503}
+    for code in codes:
+        assert f"\n| {code} |" in contract, code
