@@ -311,11 +311,12 @@ class LabConsumer(AsyncJsonWebsocketConsumer):
             return
         # A lab host restarted under the same name (make run restarts one that was killed)
         # answers "this lab has ended" for a lab it never ran: that lab died with its host.
-        if self.host_instance is not None and self.host_instance != await asyncio.to_thread(
-            labclient.host_instance, self.host
-        ):
-            await self.end(code=labprotocol.CLOSE_HOST_DOWN, reason=HOST_GONE, kind="closed")
-            return
+        # (No heartbeat at all: the host that ran it is stopping, and said why itself.)
+        if self.host_instance is not None:
+            serving = await asyncio.to_thread(labclient.host_instance, self.host)
+            if serving is not None and serving != self.host_instance:
+                await self.end(code=labprotocol.CLOSE_HOST_DOWN, reason=HOST_GONE, kind="closed")
+                return
         await self.end(
             code=labprotocol.CLOSE_GONE,
             reason=str(event.get("reason") or "This lab has ended."),

@@ -412,6 +412,16 @@ async def test_a_killed_lab_host_that_make_run_restarts_means_host_stopped_not_l
         await asyncio.to_thread(stop_runlabs_checked, host)
 
 
+async def test_a_lab_host_that_stops_says_why_with_4404(
+    labhost: RunningHost, owner_session: Any, sockets: Any
+) -> None:
+    _, socket, _ = await watch_new_lab(owner_session, sockets)
+    labhost.stop.set()  # SIGTERM: the host closes every lab, then withdraws its heartbeat
+    message, close = await closed_because(socket)
+    assert message["message"] == "The lab host stopped."
+    assert close == {"type": "websocket.close", "code": labprotocol.CLOSE_GONE}
+
+
 async def test_nothing_is_sent_after_the_close(
     labhost: RunningHost, owner_session: Any, sockets: Any
 ) -> None:
