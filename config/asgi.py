@@ -14,16 +14,19 @@ django_asgi_app = OneHopASGIHandler()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from config.websocket_origin import SameOriginValidator  # noqa: E402
 from config.websocket_outage import RedisOutageClose  # noqa: E402
 from playground.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
+        # Scheme, host and port of the origin, as Django's CSRF check (not channels'
+        # AllowedHostsOriginValidator, which ignores scheme and port); a Redis outage
+        # closes a socket with 4503 and a message.
         "websocket": RedisOutageClose(
-            AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+            SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
         ),
     }
 )

@@ -8,45 +8,121 @@ no lab state; the lab lives in the lab host process.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import json
+import logging
 import time
+from collections import Counter
 from typing import Any
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.template.loader import render_to_string
 
-from playground import labprotocol
+from playground import labclient, labprotocol
 from playground.lab.config import MAX_WORKERS
-from playground.labclient import RateLimiter, host_name
+
+log = logging.getLogger("playground.consumers")
 
 TEMPLATE = "playground/lab.html"
-MESSAGES_PER_SECOND = 10
+MESSAGES_PER_SECOND = 10  # per browser session, whatever number of sockets it has open
 MESSAGE_BURST = 20
+# Sockets, counted in Redis across web processes (see docs/playground-contract.md, Limits).
+# Keyed by browser session and lab, never by IP address: a class behind one NAT address
+# shares nothing. A learner keeps a few tabs; a classroom watches one projected lab.
+SOCKETS_PER_SESSION = 8
+SOCKETS_PER_LAB = 300
+# And per web process, counted here: past this a process is busy relaying snapshots and
+# its page requests wait.
+SOCKETS_PER_PROCESS = 1000
+SOCKET_LEASE = 30.0  # a claim lapses unless renewed: a web process that dies frees its sockets
 WATCH_INTERVAL = 0.5
 REATTACH_AFTER = 1.5  # no word from the host for this long: ask again (and renew the lease)
 LEASE_RENEWAL = 10.0
 HOST_SILENT = 4.0  # no word for this long: the host is gone
+LEAVE_TIMEOUT = 2.0  # cleaning up after a socket waits no longer than this on Redis
+RESTARTING = "This web server is restarting: the page reconnects on its own."
+HOST_GONE = "The lab host stopped answering, so this lab is gone."
+
+
+class SnapshotFrames:
+    """The text frame of each lab's latest snapshot, rendered once per web process and sent
+    as is to every socket watching that lab here (5 a second per lab, whatever the number of
+    viewers). One tick per lab, the entry dropped when the lab's last socket here leaves."""
+
+    def __init__(self) -> None:
+        self.latest: dict[str, tuple[float, str]] = {}
+        self.sockets: Counter[str] = Counter()
+
+    def frame(self, lab_id: str, snapshot: dict[str, Any], sent_at: float | None) -> str:
+        """`sent_at` names the tick (the host's time of the snapshot); None: not shared."""
+        cached = self.latest.get(lab_id)
+        if sent_at is not None and cached is not None and cached[0] == sent_at:
+            return cached[1]
+        html = render_to_string(f"{TEMPLATE}#live", lab_context(lab_id, snapshot))
+        text = json.dumps({"type": "snapshot", "snapshot": snapshot, "html": html})
+        if sent_at is not None and lab_id in self.sockets:
+            self.latest[lab_id] = (sent_at, text)
+        return text
+
+    def opened(self, lab_id: str) -> None:
+        self.sockets[lab_id] += 1
+
+    def closed(self, lab_id: str) -> None:
+        self.sockets[lab_id] -= 1
+        if self.sockets[lab_id] <= 0:
+            del self.sockets[lab_id]
+            self.latest.pop(lab_id, None)
+
+    def total(self) -> int:
+        return self.sockets.total()
+
+
+snapshot_frames = SnapshotFrames()
 
 
 class LabConsumer(AsyncJsonWebsocketConsumer):
     """/ws/labs/<lab_id>/: only the browser session that started the lab may use it."""
 
-    # The clock the rate limit reads: a class attribute so that a test can give the socket
-    # a clock of its own, and prove a refill without waiting for one.
-    limiter_clock = staticmethod(time.monotonic)
+    # The clock the command rate limit reads (wall-clock time: web processes share the
+    # limit): a class attribute so that a test can give the socket a clock of its own, and
+    # prove a refill without waiting for one.
+    limiter_clock = staticmethod(time.time)
+    sockets_per_session = SOCKETS_PER_SESSION
+    sockets_per_lab = SOCKETS_PER_LAB
+    sockets_per_process = SOCKETS_PER_PROCESS
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # Whatever ends the socket (the browser, an exception, daphne cancelling it), it
+        # leaves its group and gives back what it holds; channels' disconnect() runs only
+        # for a browser that said goodbye.
+        self.finished = False
+        self.counted = False
+        self.joined = False
+        self.claims: list[str] = []
+        self.watchdog: asyncio.Task[None] | None = None
+        try:
+            await super().__call__(scope, receive, send)
+        except asyncio.CancelledError:
+            # daphne cancels every socket's application when it shuts down (Ctrl-C, SIGTERM),
+            # while the connections are still open, then drops them (1006). The drop is
+            # right: the htmx ws extension reconnects on 1006 (the page reads
+            # "Reconnecting…") and the lab lives on in the lab host. A close code cannot do
+            # better: daphne's autobahn refuses 1012 "service restart" from an application,
+            # and a 4xxx code would end the page. So the socket only says why first. (daphne
+            # also cancels an application that outlives its socket: that goes nowhere.)
+            await self.send_error(RESTARTING)
+            self.finished = True
+            raise
+        finally:
+            await self.leave()
 
     async def connect(self) -> None:
         self.lab_id: str = self.scope["url_route"]["kwargs"]["lab_id"]
         self.group = labprotocol.group_name(self.lab_id)
-        self.host = host_name()
-        self.joined = False
-        self.finished = False
+        self.host = labclient.host_name()
+        self.host_instance: str | None = None
         self.heard = time.monotonic()
         self.attached_at = 0.0
-        self.limiter = RateLimiter(
-            rate=MESSAGES_PER_SECOND, burst=MESSAGE_BURST, clock=self.limiter_clock
-        )
-        self.watchdog: asyncio.Task[None] | None = None
+        self.renewed_at = time.monotonic()
         session = self.scope.get("session")
         self.owner = await session.aget("lab_owner") if session is not None else None
         # Accept first, then close with a code: a refused handshake reads as a network error
@@ -59,32 +135,107 @@ class LabConsumer(AsyncJsonWebsocketConsumer):
                 kind="refused",
             )
             return
+        refusal = await self.claim()
+        if refusal:
+            await self.end(code=labprotocol.CLOSE_TOO_MANY, reason=refusal, kind="closed")
+            return
         await self.attach()
         self.watchdog = asyncio.create_task(self.watch())
 
+    async def claim(self) -> str | None:
+        """Count this socket in the limits; why not, if it is one too many."""
+        if snapshot_frames.total() >= self.sockets_per_process:
+            return "This server is too busy to show more labs now. Try again in a minute."
+        snapshot_frames.opened(self.lab_id)
+        self.counted = True
+        now = time.time()
+        limits = [
+            (
+                labprotocol.session_sockets_key(str(self.owner)),
+                self.sockets_per_session,
+                f"Too many lab tabs are open in this browser (at most "
+                f"{self.sockets_per_session}). Close one and reload this page.",
+            ),
+            (
+                labprotocol.lab_sockets_key(self.lab_id),
+                self.sockets_per_lab,
+                f"This lab has too many viewers (at most {self.sockets_per_lab}).",
+            ),
+        ]
+        for key, limit, refusal in limits:
+            counted = await asyncio.to_thread(
+                labclient.socket_claim,
+                key=key,
+                socket=self.channel_name,
+                limit=limit,
+                now=now,
+                lease=SOCKET_LEASE,
+            )
+            if not counted:
+                return refusal
+            self.claims.append(key)
+        return None
+
     async def disconnect(self, code: int) -> None:
+        self.finished = True  # the rest is leave(), which runs however the socket ended
+
+    async def leave(self) -> None:
+        """Give back what this socket holds. Runs once, bounded: Redis may be the reason."""
         self.finished = True
         if self.watchdog is not None:
             self.watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await self.watchdog
-        if self.joined:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
-            await self.to_host("lab.detach")
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                log.exception("the watchdog of lab socket %s failed", self.channel_name)
+            self.watchdog = None
+        if self.counted:
+            snapshot_frames.closed(self.lab_id)
+            self.counted = False
+        claims, self.claims = self.claims, []
+        joined, self.joined = self.joined, False
+        try:
+            async with asyncio.timeout(LEAVE_TIMEOUT):
+                if claims:
+                    await asyncio.to_thread(
+                        labclient.socket_release, keys=claims, socket=self.channel_name
+                    )
+                if joined:
+                    await self.channel_layer.group_discard(self.group, self.channel_name)
+                    await self.to_host("lab.detach")
+        except Exception:
+            # The group's entry then lapses with the layer's group expiry; the host's viewer
+            # lease and the socket claims lapse sooner.
+            log.warning("lab socket %s left without cleaning up", self.channel_name, exc_info=True)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.finished:
             return
         try:
-            if not self.limiter.allow():
+            allowed = await asyncio.to_thread(
+                labclient.command_allow,
+                key=labprotocol.session_commands_key(str(self.owner)),
+                now=self.limiter_clock(),
+                rate=MESSAGES_PER_SECOND,
+                burst=MESSAGE_BURST,
+            )
+            if not allowed:
                 raise labprotocol.CommandError(
-                    f"Too many messages: at most {MESSAGES_PER_SECOND} a second."
+                    f"Too many messages: at most {MESSAGES_PER_SECOND} a second from this browser."
                 )
             command = labprotocol.command_parse(text_data, bytes_data)
         except labprotocol.CommandError as exc:
             await self.send_error(str(exc))
             return
-        await self.to_host("lab.command", owner=self.owner, **command)
+        try:
+            await self.to_host("lab.command", owner=self.owner, **command)
+        except Exception:
+            # command_parse lets through only what the layer can carry; if that ever fails
+            # anyway, the learner hears of it and the socket lives on.
+            log.exception("could not send %s for lab %s", command["action"], self.lab_id)
+            await self.send_error("The lab host could not be reached. Try again.")
 
     # -- to and from the lab host ------------------------------------------------------
 
@@ -98,9 +249,11 @@ class LabConsumer(AsyncJsonWebsocketConsumer):
         self.attached_at = time.monotonic()
         # Bounded: with a hung Redis the send never returns, and the watchdog must go on to
         # notice the silence and say so, not leave a frozen page that reads "Live".
-        with contextlib.suppress(TimeoutError):
+        try:
             async with asyncio.timeout(REATTACH_AFTER):
                 await self.to_host("lab.attach", owner=self.owner)
+        except Exception:
+            log.warning("lab socket could not attach to lab %s", self.lab_id, exc_info=True)
 
     async def watch(self) -> None:
         """Renew the viewer lease; notice a host that went silent (killed, stopped)."""
@@ -108,30 +261,41 @@ class LabConsumer(AsyncJsonWebsocketConsumer):
             await asyncio.sleep(WATCH_INTERVAL)
             now = time.monotonic()
             if now - self.heard > HOST_SILENT:
-                await self.end(
-                    code=labprotocol.CLOSE_HOST_DOWN,
-                    reason="The lab host stopped answering, so this lab is gone.",
-                    kind="closed",
-                )
+                await self.end(code=labprotocol.CLOSE_HOST_DOWN, reason=HOST_GONE, kind="closed")
                 return
             silent = now - self.heard > REATTACH_AFTER
             if (silent and now - self.attached_at > REATTACH_AFTER) or (
                 now - self.attached_at > LEASE_RENEWAL
             ):
                 await self.attach()
+            if now - self.renewed_at > LEASE_RENEWAL:
+                self.renewed_at = now
+                await asyncio.to_thread(
+                    labclient.socket_renew,
+                    keys=self.claims,
+                    socket=self.channel_name,
+                    now=time.time(),
+                    lease=SOCKET_LEASE,
+                )
 
     async def lab_attached(self, event: dict[str, Any]) -> None:
         self.heard = time.monotonic()
+        if self.finished:
+            return
+        if self.host_instance is None:
+            self.host_instance = await asyncio.to_thread(labclient.host_instance, self.host)
         if not self.joined:
             await self.channel_layer.group_add(self.group, self.channel_name)
             self.joined = True
         if event.get("snapshot"):
-            await self.send_snapshot(event["snapshot"])
+            await self.send_frame(snapshot_frames.frame(self.lab_id, event["snapshot"], None))
 
     async def lab_snapshot(self, event: dict[str, Any]) -> None:
         self.heard = time.monotonic()
         if not self.finished:
-            await self.send_snapshot(event["snapshot"])
+            sent_at = event.get("sent_at")
+            tick = float(sent_at) if isinstance(sent_at, int | float) else None
+            await self.send_frame(snapshot_frames.frame(self.lab_id, event["snapshot"], tick))
 
     async def lab_error(self, event: dict[str, Any]) -> None:
         self.heard = time.monotonic()
@@ -143,6 +307,16 @@ class LabConsumer(AsyncJsonWebsocketConsumer):
         )
 
     async def lab_closed(self, event: dict[str, Any]) -> None:
+        if self.finished:
+            return
+        # A lab host restarted under the same name (make run restarts one that was killed)
+        # answers "this lab has ended" for a lab it never ran: that lab died with its host.
+        # (No heartbeat at all: the host that ran it is stopping, and said why itself.)
+        if self.host_instance is not None:
+            serving = await asyncio.to_thread(labclient.host_instance, self.host)
+            if serving is not None and serving != self.host_instance:
+                await self.end(code=labprotocol.CLOSE_HOST_DOWN, reason=HOST_GONE, kind="closed")
+                return
         await self.end(
             code=labprotocol.CLOSE_GONE,
             reason=str(event.get("reason") or "This lab has ended."),
@@ -151,21 +325,33 @@ class LabConsumer(AsyncJsonWebsocketConsumer):
 
     # -- to the browser ----------------------------------------------------------------
 
-    async def send_snapshot(self, snapshot: dict[str, Any]) -> None:
-        html = render_to_string(f"{TEMPLATE}#live", lab_context(self.lab_id, snapshot))
-        await self.send_json({"type": "snapshot", "snapshot": snapshot, "html": html})
+    async def send_frame(self, text: str) -> None:
+        """Send one text frame, unless the socket is closing: nothing is sent after close."""
+        if self.finished:
+            return
+        try:
+            await self.send(text_data=text)
+        except Exception:
+            # The browser began to close the socket before its disconnect reached us (daphne
+            # raises "Attempt to send on a closed protocol"): nothing more to tell it.
+            self.finished = True
+            log.debug("lab socket %s closed under a send", self.channel_name, exc_info=True)
 
     async def send_error(self, message: str) -> None:
+        if self.finished:
+            return
         html = render_to_string(f"{TEMPLATE}#alert", {"message": message, "oob": True})
-        await self.send_json({"type": "error", "message": message, "html": html})
+        await self.send_frame(json.dumps({"type": "error", "message": message, "html": html}))
 
     async def end(self, *, code: int, reason: str, kind: str) -> None:
         """Say why the lab is unavailable, then close; htmx does not reconnect on 4xxx."""
         if self.finished:
             return
-        self.finished = True
         html = render_to_string(f"{TEMPLATE}#gone", {"reason": reason, "oob": True})
-        await self.send_json({"type": kind, "code": code, "message": reason, "html": html})
+        await self.send_frame(
+            json.dumps({"type": kind, "code": code, "message": reason, "html": html})
+        )
+        self.finished = True
         await self.close(code=code)
 
 

@@ -14,6 +14,7 @@ import functools
 import hashlib
 import ipaddress
 import json
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any, cast
@@ -50,6 +51,7 @@ class LabRecord:
     lab_id: str
     owner_digest: str
     mode: str
+    host: str = ""
 
     def owned_by(self, owner: str | None) -> bool:
         return bool(owner) and labprotocol.owner_digest(str(owner)) == self.owner_digest
@@ -88,7 +90,100 @@ def lab_get(lab_id: str) -> LabRecord | None:
     if raw is None:
         return None
     data = json.loads(raw)
-    return LabRecord(lab_id=lab_id, owner_digest=data["owner"], mode=data["mode"])
+    return LabRecord(
+        lab_id=lab_id, owner_digest=data["owner"], mode=data["mode"], host=str(data.get("host", ""))
+    )
+
+
+def host_instance(host: str) -> str | None:
+    """The id of the process now serving `host` (from its heartbeat), or None if none does.
+
+    A lab host restarted under the same name has a new id: the labs of the old one are gone.
+    """
+    try:
+        raw = cast(bytes | None, _client().get(labprotocol.heartbeat_key(host)))
+        return str(json.loads(raw)["id"]) if raw else None
+    except (redis.RedisError, ValueError, KeyError, TypeError):
+        return None
+
+
+# -- limits of the lab sockets, kept in Redis so that they hold across web processes ------
+# Each is a sorted set of socket channel names scored by when their claim lapses: a web
+# process that dies leaves claims that lapse on their own. Redis errors let the socket
+# through: with Redis gone the Channels layer is gone too, and the socket says so itself.
+
+log = logging.getLogger("playground.labclient")
+
+
+def socket_claim(*, key: str, socket: str, limit: int, now: float, lease: float) -> bool:
+    """Count `socket` under `key`; False, and not counted, if that makes more than `limit`."""
+    client = _client()
+    try:
+        with client.pipeline(transaction=True) as pipe:
+            pipe.zremrangebyscore(key, "-inf", now)
+            pipe.zadd(key, {socket: now + lease})
+            pipe.zcard(key)
+            pipe.expire(key, math.ceil(lease) + 1)
+            count = pipe.execute()[2]
+        if count > limit:
+            client.zrem(key, socket)
+            return False
+    except redis.RedisError:
+        log.warning("socket limits not checked: Redis failed", exc_info=True)
+    return True
+
+
+def socket_renew(*, keys: list[str], socket: str, now: float, lease: float) -> None:
+    try:
+        with _client().pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.zadd(key, {socket: now + lease}, xx=True)
+                pipe.expire(key, math.ceil(lease) + 1)
+            pipe.execute()
+    except redis.RedisError:
+        log.warning("socket claims not renewed: Redis failed", exc_info=True)
+
+
+def socket_release(*, keys: list[str], socket: str) -> None:
+    try:
+        with _client().pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.zrem(key, socket)
+            pipe.execute()
+    except redis.RedisError:
+        log.warning("socket claims not released (they lapse): Redis failed", exc_info=True)
+
+
+# GCRA, the token bucket as one timestamp: the "theoretical arrival time" of the next
+# message. Times in milliseconds, so that the arithmetic is exact in Lua's doubles.
+_COMMAND_ALLOW = """
+local now = tonumber(ARGV[1])
+local interval = tonumber(ARGV[2])
+local allowance = tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+if tat + interval - now > allowance then return 0 end
+redis.call('SET', KEYS[1], tat + interval, 'EX', ARGV[4])
+return 1
+"""
+
+
+@functools.cache
+def _command_allow_script(url: str) -> Any:
+    return _redis(url).register_script(_COMMAND_ALLOW)
+
+
+def command_allow(*, key: str, now: float, rate: float, burst: int) -> bool:
+    """A token bucket kept in Redis: `rate` commands a second on average, bursts of `burst`."""
+    interval = round(1000 / rate)
+    try:
+        script = _command_allow_script(str(settings.REDIS_URL))
+        # The key outlives a full bucket by far: an idle key means a full bucket anyway.
+        allowed = script(keys=[key], args=[round(now * 1000), interval, interval * burst, 60])
+    except redis.RedisError:
+        log.warning("command rate not checked: Redis failed", exc_info=True)
+        return True
+    return bool(allowed)
 
 
 def lab_create(*, lab_id: str, owner: str, config: dict[str, Any], address: str) -> None:
@@ -198,24 +293,3 @@ async def alab_create(
         ) from None
     if reply.get("type") != "lab.created":
         raise LabRefused(str(reply.get("message") or "The lab host refused to start the lab."))
-
-
-class RateLimiter:
-    """A token bucket: `rate` messages a second on average, bursts up to `burst`; a lab
-    socket uses one so that a browser cannot flood the lab host with commands."""
-
-    def __init__(self, *, rate: float, burst: int, clock: Any) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.clock = clock
-        self.tokens = float(burst)
-        self.updated = clock()
-
-    def allow(self) -> bool:
-        now = self.clock()
-        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from typing import Any
 
-from playground.lab.config import SETTABLE
+from playground.lab.config import BALANCING, MAX_RATE, MAX_USERS, MIN_RATE, SETTABLE
 
 # Channels-layer names. The host receives on its well-known channel; each lab's snapshots
 # go to the group `lab.<id>`; web processes get replies on their own reply channel.
@@ -24,6 +25,7 @@ REDIS_PREFIX = "playground:"
 CLOSE_FORBIDDEN = 4403  # the lab belongs to another browser session
 CLOSE_GONE = 4404  # the lab has ended, or never existed
 CLOSE_HOST_DOWN = 4503  # the lab host stopped answering
+CLOSE_TOO_MANY = 4429  # too many lab sockets (this session, this lab, or this web process)
 
 MAX_MESSAGE_BYTES = 4096
 WORKER_ACTIONS = frozenset({"kill", "stop", "pause", "resume", "restart", "remove_worker"})
@@ -34,7 +36,19 @@ ACTIONS = WORKER_ACTIONS | LAB_ACTIONS
 # from browsers, in URLs and socket paths, and name Channels groups and registry keys in
 # Redis, so anything else is refused at the edge before it reaches either.
 LAB_ID = re.compile(r"^[a-z0-9]{6,16}$")
-WORKER_NAME = re.compile(r"^worker-[1-9][0-9]{0,2}$")
+# The engine numbers workers on and on (worker-1000 after enough add/remove); the bound
+# only keeps the name a name.
+WORKER_NAME = re.compile(r"^worker-[1-9][0-9]{0,8}$")
+# A command is one flat object: nothing in it nests. json.loads recurses once per level
+# and a 4 KB frame of "[" is 4096 levels (RecursionError), so depth is checked first.
+MAX_NESTING = 2
+# Longest number literal worth parsing: every value the engine accepts is short, and
+# Python's int() of a long digit string is quadratic (and refused past 4300 digits).
+MAX_NUMBER_CHARS = 32
+# The values of `set` the engine accepts, checked here too so that nothing out of range
+# (a 30-digit int is an OverflowError in msgpack, on the Channels layer) leaves the web tier.
+SET_RANGES: dict[str, tuple[float, float]] = {"users": (1, MAX_USERS), "rate": (MIN_RATE, MAX_RATE)}
+SET_CHOICES: dict[str, tuple[str, ...]] = {"balancing": BALANCING}
 
 
 class CommandError(ValueError):
@@ -53,6 +67,20 @@ def lab_key(lab_id: str) -> str:
     return f"{REDIS_PREFIX}lab:{lab_id}"
 
 
+def session_sockets_key(owner: str) -> str:
+    """The lab sockets of one browser session (named by its owner token's digest)."""
+    return f"{REDIS_PREFIX}sockets:session:{owner_digest(owner)}"
+
+
+def lab_sockets_key(lab_id: str) -> str:
+    return f"{REDIS_PREFIX}sockets:lab:{lab_id}"
+
+
+def session_commands_key(owner: str) -> str:
+    """The command rate limit of one browser session, shared by all its sockets."""
+    return f"{REDIS_PREFIX}commands:{owner_digest(owner)}"
+
+
 def owner_digest(owner: str) -> str:
     """What the registry stores instead of the owner token itself."""
     return hashlib.sha256(owner.encode()).hexdigest()
@@ -66,11 +94,20 @@ def command_parse(text_data: str | None, bytes_data: bytes | None = None) -> dic
     """
     if text_data is None:
         raise CommandError("Send commands as JSON text, not binary frames.")
-    if len(text_data.encode()) > MAX_MESSAGE_BYTES:
+    if len(text_data.encode(errors="surrogatepass")) > MAX_MESSAGE_BYTES:
         raise CommandError(f"Message too large: at most {MAX_MESSAGE_BYTES} bytes.")
+    if _nesting(text_data) > MAX_NESTING:
+        raise CommandError('A command is one flat JSON object such as {"action": "reset"}.')
     try:
-        message = json.loads(text_data)
-    except ValueError:
+        message = json.loads(
+            text_data,
+            parse_int=_parse_int,
+            parse_float=_parse_float,
+            parse_constant=_parse_constant,
+        )
+    except CommandError:
+        raise
+    except (ValueError, RecursionError):
         raise CommandError("Message is not valid JSON.") from None
     if not isinstance(message, dict):
         raise CommandError('A command is a JSON object such as {"action": "reset"}.')
@@ -93,8 +130,53 @@ def command_parse(text_data: str | None, bytes_data: bytes | None = None) -> dic
                 raise CommandError(f"set cannot change {key!r}; use {', '.join(SETTABLE)}.")
             if isinstance(value, bool) and bool not in types or not isinstance(value, types):
                 raise CommandError(f"set {key}: wrong type {type(value).__name__}.")
+            if key in SET_RANGES and isinstance(value, int | float):
+                low, high = SET_RANGES[key]
+                if not low <= value <= high:
+                    raise CommandError(f"set {key}: must be from {low:g} to {high:g}.")
+            if key in SET_CHOICES and value not in SET_CHOICES[key]:
+                raise CommandError(f"set {key}: one of {', '.join(SET_CHOICES[key])}.")
         command["value"] = rest
         rest = {}
     if rest:
         raise CommandError(f"Unexpected field(s) for {action}: {', '.join(sorted(rest))}.")
     return command
+
+
+def _nesting(text: str) -> int:
+    """How deeply arrays and objects nest in JSON text (brackets inside strings do not count)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _parse_int(literal: str) -> int:
+    if len(literal) > MAX_NUMBER_CHARS:
+        raise CommandError(f"Numbers in a command have at most {MAX_NUMBER_CHARS} characters.")
+    return int(literal)
+
+
+def _parse_float(literal: str) -> float:
+    value = float(literal) if len(literal) <= MAX_NUMBER_CHARS else math.inf
+    if not math.isfinite(value):  # 1e309 is inf
+        raise CommandError("Numbers in a command must be finite.")
+    return value
+
+
+def _parse_constant(literal: str) -> float:
+    raise CommandError(f"{literal} is not a number.")  # NaN, Infinity, -Infinity

@@ -33,6 +33,7 @@ from playground.labhost.limits import HostLimits
 from tests.conftest import ROOT, stop_process
 
 ORIGIN = (b"origin", b"http://127.0.0.1")
+HOST = (b"host", b"127.0.0.1")  # the origin check compares the origin with the host
 
 
 def alive(pid: int) -> bool:
@@ -143,7 +144,7 @@ def owner_session() -> Callable[[], tuple[str, str]]:
 
 
 def session_headers(session_key: str | None) -> list[tuple[bytes, bytes]]:
-    headers = [ORIGIN]
+    headers = [ORIGIN, HOST]
     if session_key:
         headers.append((b"cookie", f"sessionid={session_key}".encode()))
     return headers

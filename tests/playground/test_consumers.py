@@ -7,19 +7,32 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+import redis
 from channels.testing import WebsocketCommunicator
+from django.template.loader import render_to_string
 
 from config.asgi import application
-from playground import labprotocol
+from playground import consumers, labclient, labprotocol
 from playground.consumers import MESSAGE_BURST, LabConsumer
 from playground.labclient import alab_create
+from tests.conftest import ROOT
 
-from .conftest import RunningHost, gone_within, session_headers
+from .conftest import (
+    RunningHost,
+    client_exists,
+    eventually,
+    gone_within,
+    session_headers,
+    start_runlabs,
+    stop_runlabs_checked,
+)
 
 SMALL = {"mode": "stateful", "workers": 1, "users": 3, "rate": 10.0, "sticky": True}
 
@@ -180,6 +193,88 @@ async def test_each_bad_message_gets_an_error_and_the_socket_stays_open(
         limiter_clock.now += 1  # the rate limit refills: this test is not about floods
 
 
+# Frames that crashed the consumer (close 1011, a dead member left in the lab's group), and
+# more of their kind: each is answered with an error, before it reaches json's recursion,
+# msgpack on the Channels layer, or the lab engine.
+HOSTILE_FRAMES = [
+    ("[" * 2000 + "]" * 2000, "flat JSON object"),  # RecursionError in json.loads
+    ('{"action": "set", "users": 99999999999999999999999999}', "users"),  # msgpack overflow
+    ('{"action": "set", "users": -99999999999999999999999999}', "users"),
+    ('{"action": "set", "users": ' + "9" * 4000 + "}", "at most 32 characters"),
+    ('{"action": "set", "rate": 1e309}', "finite"),
+    ('{"action": "set", "rate": -1e309}', "finite"),
+    ('{"action": "set", "rate": NaN}', "NaN"),
+    ('{"action": "set", "rate": Infinity}', "Infinity"),
+    ('{"action": "set", "rate": 0}', "rate"),
+    ('{"action": "set", "users": 2.5}', "wrong type"),
+    ('{"action": "set", "users": true}', "wrong type"),
+    ('{"action": "set", "users": [3]}', "wrong type"),
+    ('{"action": "set", "sticky": {"a": {"b": 1}}}', "flat JSON object"),
+    ('{"action": "set", "balancing": "\\ud800"}', "balancing"),
+    ('{"action": "set", "balancing": "ROUND_ROBIN"}', "balancing"),
+    ('{"action": "kill", "worker": "worker-\\u0661"}', "needs a worker"),
+    ('{"action": "kill", "worker": "wörker-1"}', "needs a worker"),
+    ('{"action": "k\\u0000ill"}', "Unknown action"),
+    ('{"action": ["kill"]}', "Unknown action"),
+    ('{"action": "kill", "worker": "worker-1", "extra": 1}', "Unexpected field"),
+    ('{"action": "add_worker", "pad": "' + "é" * 2100 + '"}', "too large"),
+    ("\ufeff{}", "not valid JSON"),
+    (" ", "not valid JSON"),
+]
+
+
+async def test_hostile_frames_get_an_error_and_the_socket_obeys_afterwards(
+    labhost: RunningHost, owner_session: Any, sockets: Any, limiter_clock: Clock
+) -> None:
+    lab_id, socket, _ = await watch_new_lab(owner_session, sockets)
+    rate = 10.0
+    for frame, says in HOSTILE_FRAMES:
+        await socket.send_to(text_data=frame)
+        error = await error_after(socket)
+        assert says in error["message"], (frame[:60], error["message"])
+        rate = 12.0 if rate == 10.0 else 10.0
+        await socket.send_json_to({"action": "set", "rate": rate})
+
+        def obeyed(snapshot: dict[str, Any], want: float = rate) -> bool:
+            return snapshot["rate"] == want
+
+        await snapshot_where(socket, obeyed)
+        limiter_clock.now += 1
+    assert len(labhost.host.labs[lab_id].viewers) == 1
+
+
+async def test_a_socket_that_fails_leaves_its_group_and_the_host(
+    labhost: RunningHost,
+    owner_session: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    redis_url: str,
+) -> None:
+    session_key, owner = owner_session()
+    lab_id = await start_lab(owner)
+    # Not the `sockets` fixture: this socket ends with the consumer's exception, which
+    # disconnect() would raise again.
+    socket = WebsocketCommunicator(
+        application, f"/ws/labs/{lab_id}/", headers=session_headers(session_key)
+    )
+    assert (await socket.connect())[0]
+    await snapshot_where(socket, all_up)
+    hosted = labhost.host.labs[lab_id]
+    assert len(hosted.viewers) == 1
+
+    def broken(*_: Any) -> dict[str, Any]:
+        raise RuntimeError("a bug in the consumer")
+
+    monkeypatch.setattr(labprotocol, "command_parse", broken)  # whatever the next bug is
+    await socket.send_to(text_data='{"action": "reset"}')
+    with pytest.raises(RuntimeError, match="a bug in the consumer"):
+        for _ in range(100):  # the snapshots already on their way, then the exception
+            await socket.receive_output(timeout=5)
+    await eventually(lambda: not hosted.viewers, 5)
+    # channels-redis keeps a group as a sorted set of channel names: none is left in it.
+    group_key = f"asgi:group:{labprotocol.group_name(lab_id)}"
+    assert redis.Redis.from_url(redis_url).zcard(group_key) == 0
+
+
 async def test_binary_frames_and_floods_get_errors_too(
     labhost: RunningHost, owner_session: Any, sockets: Any, limiter_clock: Clock
 ) -> None:
@@ -283,3 +378,222 @@ async def test_a_hung_channel_layer_is_noticed_too(
     socket = sockets("abcdef1234", session_key)
     assert (await socket.connect())[0]
     await _assert_closed_as_host_down(socket, wait=15)
+
+
+async def test_a_killed_lab_host_that_make_run_restarts_means_host_stopped_not_lab_ended(
+    owner_session: Any,
+    sockets: Any,
+    settings: Any,
+    server_env: dict[str, str],
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Only the new host's answer may end the socket here, not the consumer's own patience.
+    monkeypatch.setattr(consumers, "HOST_SILENT", 60.0)
+    name = f"labhost-killed-{uuid.uuid4().hex[:6]}"
+    settings.PLAYGROUND_LABHOST = name
+    host = await asyncio.to_thread(start_runlabs, server_env, redis_url, name)
+    try:
+        session_key, owner = owner_session()
+        lab_id = await start_lab(owner)
+        socket = sockets(lab_id, session_key)
+        assert (await socket.connect())[0]
+        await snapshot_where(socket, all_up)
+        host.process.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(host.process.wait, 10)
+        heartbeat = labprotocol.heartbeat_key(name)
+        await eventually(lambda: not client_exists(redis_url, heartbeat), 10)
+        # What make run does: a new lab host under the same name, which never ran this lab.
+        host = await asyncio.to_thread(start_runlabs, server_env, redis_url, name)
+        message, close = await closed_because(socket)
+        assert message["type"] == "closed" and "stopped answering" in message["message"]
+        assert close == {"type": "websocket.close", "code": labprotocol.CLOSE_HOST_DOWN}
+    finally:
+        await asyncio.to_thread(stop_runlabs_checked, host)
+
+
+async def test_a_lab_host_that_stops_says_why_with_4404(
+    labhost: RunningHost, owner_session: Any, sockets: Any
+) -> None:
+    _, socket, _ = await watch_new_lab(owner_session, sockets)
+    labhost.stop.set()  # SIGTERM: the host closes every lab, then withdraws its heartbeat
+    message, close = await closed_because(socket)
+    assert message["message"] == "The lab host stopped."
+    assert close == {"type": "websocket.close", "code": labprotocol.CLOSE_GONE}
+
+
+async def test_nothing_is_sent_after_the_close(
+    labhost: RunningHost, owner_session: Any, sockets: Any
+) -> None:
+    lab_id, socket, _ = await watch_new_lab(owner_session, sockets)
+    (channel,) = labhost.host.labs[lab_id].viewers
+    await labhost.layer.send(channel, {"type": "lab.closed", "reason": "Closed by a test."})
+    message, close = await closed_because(socket)
+    assert close == {"type": "websocket.close", "code": labprotocol.CLOSE_GONE}
+    # Late news for a closed socket (daphne: "Attempt to send on a closed protocol").
+    await labhost.layer.send(channel, {"type": "lab.error", "message": "late"})
+    await labhost.layer.send(channel, {"type": "lab.attached", "snapshot": message})
+    await labhost.layer.send(channel, {"type": "lab.closed", "reason": "again"})
+    assert await socket.receive_nothing(timeout=1)
+
+
+async def test_a_web_process_that_shuts_down_says_so_before_the_connection_drops(
+    labhost: RunningHost, owner_session: Any
+) -> None:
+    session_key, owner = owner_session()
+    lab_id = await start_lab(owner)
+    # Not the `sockets` fixture: disconnect() of a cancelled application raises.
+    socket = WebsocketCommunicator(
+        application, f"/ws/labs/{lab_id}/", headers=session_headers(session_key)
+    )
+    assert (await socket.connect())[0]
+    await snapshot_where(socket, all_up)
+    hosted = labhost.host.labs[lab_id]
+    # What daphne does to every open socket on Ctrl-C: cancel its application (then it drops
+    # the connection, 1006, on which the page reconnects: no close frame, no 4xxx code).
+    socket.future.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await socket.future
+    frames = []
+    while not socket.output_queue.empty():
+        frames.append(socket.output_queue.get_nowait())
+    last = json.loads(frames[-1]["text"])
+    assert last["type"] == "error" and last["message"] == consumers.RESTARTING
+    assert all(frame["type"] == "websocket.send" for frame in frames)
+    await eventually(lambda: not hosted.viewers, 5)
+
+
+# -- limits, kept in Redis across web processes ---------------------------------------
+
+
+async def closed_because(socket: WebsocketCommunicator) -> tuple[dict[str, Any], Any]:
+    """The `closed` message that ends a socket and its close frame."""
+    for _ in range(100):
+        message = await socket.receive_json_from(timeout=10)
+        if message["type"] != "snapshot":
+            return message, await socket.receive_output(timeout=5)
+    raise AssertionError("the socket was not closed")
+
+
+def test_the_default_limits_leave_room_for_tabs_and_a_classroom() -> None:
+    assert LabConsumer.sockets_per_session >= 4
+    assert LabConsumer.sockets_per_lab >= 250
+    assert LabConsumer.sockets_per_process >= LabConsumer.sockets_per_lab
+    contract = (ROOT / "docs" / "playground-contract.md").read_text()
+    assert f"at most {LabConsumer.sockets_per_session} per browser session" in contract
+    assert f"at most {LabConsumer.sockets_per_lab} per lab" in contract
+    assert f"at most {LabConsumer.sockets_per_process} per web process" in contract
+    assert f"{consumers.MESSAGES_PER_SECOND} a second per session" in contract
+
+
+async def test_a_session_gets_a_few_sockets_and_not_one_more(
+    labhost: RunningHost, owner_session: Any, sockets: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(LabConsumer, "sockets_per_session", 3)
+    session_key, owner = owner_session()
+    lab_id = await start_lab(owner)
+    # One socket of this session is open in another web process: its claim is in Redis.
+    other_process = await asyncio.to_thread(
+        labclient.socket_claim,
+        key=labprotocol.session_sockets_key(owner),
+        socket="another-web-process!abc",
+        limit=3,
+        now=time.time(),
+        lease=30,
+    )
+    assert other_process
+    first, second = sockets(lab_id, session_key), sockets(lab_id, session_key)
+    for socket in (first, second):
+        assert (await socket.connect())[0]
+        await snapshot_where(socket, all_up)
+    third = sockets(lab_id, session_key)
+    assert (await third.connect())[0]
+    message, close = await closed_because(third)
+    assert message["type"] == "closed" and message["code"] == labprotocol.CLOSE_TOO_MANY
+    assert "Too many lab tabs" in message["message"] and "at most 3" in message["html"]
+    assert close == {"type": "websocket.close", "code": labprotocol.CLOSE_TOO_MANY}
+    # A socket that closes gives its place back.
+    await first.disconnect()
+    fourth = sockets(lab_id, session_key)
+    assert (await fourth.connect())[0]
+    await snapshot_where(fourth, all_up)
+
+
+async def test_a_lab_gets_so_many_viewers_and_a_process_so_many_sockets(
+    labhost: RunningHost, owner_session: Any, sockets: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(LabConsumer, "sockets_per_lab", 1)
+    session_key, owner = owner_session()
+    lab_id = await start_lab(owner)
+    assert (await sockets(lab_id, session_key).connect())[0]
+    second = sockets(lab_id, session_key)
+    assert (await second.connect())[0]
+    message, close = await closed_because(second)
+    assert (
+        message["code"] == labprotocol.CLOSE_TOO_MANY and "too many viewers" in message["message"]
+    )
+
+    monkeypatch.setattr(LabConsumer, "sockets_per_lab", 10)
+    monkeypatch.setattr(LabConsumer, "sockets_per_process", 1)
+    third = sockets(lab_id, session_key)
+    assert (await third.connect())[0]
+    message, close = await closed_because(third)
+    assert message["code"] == labprotocol.CLOSE_TOO_MANY and "too busy" in message["message"]
+    assert close == {"type": "websocket.close", "code": labprotocol.CLOSE_TOO_MANY}
+
+
+async def test_the_command_rate_is_per_session_not_per_socket(
+    labhost: RunningHost, owner_session: Any, sockets: Any, limiter_clock: Clock
+) -> None:
+    session_key, owner = owner_session()
+    lab_id = await start_lab(owner)
+    first, second = sockets(lab_id, session_key), sockets(lab_id, session_key)
+    for socket in (first, second):
+        assert (await socket.connect())[0]
+        await snapshot_where(socket, all_up)
+    for _ in range(MESSAGE_BURST):
+        await first.send_to(text_data="{}")
+    for _ in range(MESSAGE_BURST):
+        assert "Unknown action" in (await error_after(first))["message"]
+    # The session spent its burst on the first socket: a second socket does not get another.
+    await second.send_json_to({"action": "set", "sticky": False})
+    assert "Too many messages" in (await error_after(second))["message"]
+    limiter_clock.now += 0.5
+    await second.send_json_to({"action": "set", "sticky": False})
+    await snapshot_where(second, lambda s: s["sticky"] is False)
+
+
+# -- one rendering of each snapshot per lab per tick, in one web process ----------------
+
+
+async def test_sockets_on_one_lab_share_each_snapshots_rendering(
+    labhost: RunningHost, owner_session: Any, sockets: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    renders: list[str] = []
+
+    def counted(template_name: str, *args: Any, **kwargs: Any) -> str:
+        if template_name.endswith("#live"):
+            renders.append(template_name)
+        return render_to_string(template_name, *args, **kwargs)  # the real rendering
+
+    session_key, owner = owner_session()
+    lab_id = await start_lab(owner)
+    watchers = [sockets(lab_id, session_key) for _ in range(4)]
+    for socket in watchers:
+        assert (await socket.connect())[0]
+        await snapshot_where(socket, all_up)
+    monkeypatch.setattr(consumers, "render_to_string", counted)
+    frames: list[set[str]] = []
+    for socket in watchers:
+        seen = set()
+        for _ in range(6):
+            message = await socket.receive_json_from(timeout=10)
+            assert message["type"] == "snapshot"
+            seen.add(json.dumps(message, sort_keys=True))
+        frames.append(seen)
+    ticks = set().union(*frames)
+    assert len(ticks) >= 6
+    # Each tick rendered once for the four sockets (a tick or two may be rendered and on its
+    # way, not yet read); rendering per socket would be four times as many.
+    assert len(renders) <= len(ticks) + 2, (len(renders), len(ticks))
+    assert frames[0] & frames[1] & frames[2] & frames[3]

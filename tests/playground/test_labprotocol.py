@@ -31,3 +31,27 @@ def test_the_contract_names_exactly_the_knobs_of_set() -> None:
     row = next(line for line in contract.splitlines() if line.startswith("| `set` |"))
     fields = row.split("|")[2]
     assert set(re.findall(r"`([a-z_]+)` \(", fields)) == set(SETTABLE)
+
+
+def test_workers_past_999_can_be_named() -> None:
+    for name in ("worker-1000", "worker-123456"):
+        assert labprotocol.command_parse(json.dumps({"action": "kill", "worker": name})) == {
+            "action": "kill",
+            "worker": name,
+        }
+
+
+def test_brackets_inside_strings_are_not_nesting() -> None:
+    text = json.dumps({"action": "kill", "worker": "[[[[{{{{"})
+    with pytest.raises(labprotocol.CommandError, match="needs a worker"):
+        labprotocol.command_parse(text)
+    with pytest.raises(labprotocol.CommandError, match="flat JSON object"):
+        labprotocol.command_parse('{"action": "kill", "worker": [["worker-1"]]}')
+
+
+def test_the_contract_names_every_close_code() -> None:
+    contract = (ROOT / "docs" / "playground-contract.md").read_text()
+    codes = {value for name, value in vars(labprotocol).items() if name.startswith("CLOSE_")}
+    assert codes == {4403, 4404, 4429, 4503}
+    for code in codes:
+        assert f"\n| {code} |" in contract, code
