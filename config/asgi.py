@@ -16,8 +16,8 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from config.websocket_origin import SameOriginValidator  # noqa: E402
-from config.websocket_outage import RedisOutageClose  # noqa: E402
 from playground.routing import websocket_urlpatterns  # noqa: E402
+from playground.socket_outage import RedisOutageClose  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

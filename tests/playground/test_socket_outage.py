@@ -16,10 +16,11 @@ from django.test import override_settings
 
 from config.asgi import application
 from config.embedded_redis import free_port
-from config.websocket_outage import CLOSE_UNAVAILABLE
 from playground.labclient import alab_create
 from playground.labhost.host import LabHost
+from playground.socket_outage import CLOSE_UNAVAILABLE
 from tests.config.test_errors import _caches
+from tests.playground.conftest import HOST, ORIGIN
 from tests.playground.labhost.test_host import OwnRedis
 
 
@@ -27,7 +28,7 @@ async def test_a_lab_socket_opened_while_redis_is_down_is_told_and_closed_with_4
     down = f"redis://127.0.0.1:{free_port()}/0"
     # A returning learner: their session has to be read from Redis to know whose lab it is.
     cookie = f"{settings.SESSION_COOKIE_NAME}={'a' * 32}".encode()
-    headers = [(b"origin", b"http://127.0.0.1"), (b"cookie", cookie)]
+    headers = [ORIGIN, HOST, (b"cookie", cookie)]
     with override_settings(CACHES=_caches(down)):
         socket = WebsocketCommunicator(application, "/ws/labs/abcdefgh/", headers=headers)
         try:
@@ -72,7 +73,7 @@ async def test_a_watched_lab_socket_is_closed_with_4503_when_redis_goes_away() -
             lab_id = uuid.uuid4().hex[:10]
             await alab_create(lab_id=lab_id, owner="the-owner", config={"workers": 1, "users": 1})
             cookie = f"{settings.SESSION_COOKIE_NAME}={session.session_key}".encode()
-            headers = [(b"origin", b"http://127.0.0.1"), (b"cookie", cookie)]
+            headers = [ORIGIN, HOST, (b"cookie", cookie)]
             socket = WebsocketCommunicator(application, f"/ws/labs/{lab_id}/", headers=headers)
             try:
                 assert (await socket.connect(timeout=10))[0]

@@ -1,4 +1,4 @@
-"""A WebSocket whose Redis went away closes with 4503 and says why, instead of a traceback.
+"""A lab socket whose Redis went away closes with 4503 and says why, instead of a traceback.
 
 Sockets read the session and use the Channels layer, both on Redis. When Redis is down (at
 the handshake or later), the error that comes out of the application ends here: the socket
@@ -30,7 +30,7 @@ ALERT_TEMPLATE = "playground/lab.html#alert"
 
 
 class RedisOutageClose:
-    """ASGI middleware for the websocket router (config.asgi)."""
+    """ASGI middleware around the lab sockets (wired in config.asgi)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
