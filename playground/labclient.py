@@ -73,20 +73,16 @@ def _client() -> redis.Redis:
 
 
 def host_alive() -> bool:
-    try:
-        return bool(_client().exists(labprotocol.heartbeat_key(host_name())))
-    except redis.RedisError:
-        return False
+    # A Redis that is down raises (pages answer 503): it is an outage, not a dead host.
+    return bool(_client().exists(labprotocol.heartbeat_key(host_name())))
 
 
 def lab_get(lab_id: str) -> LabRecord | None:
     """The registry's record of a running lab, or None if it has ended (or never was)."""
     if not labprotocol.LAB_ID.match(lab_id):
         return None
-    try:
-        raw = cast(bytes | None, _client().get(labprotocol.lab_key(lab_id)))
-    except redis.RedisError:
-        return None
+    # A Redis that is down raises (pages answer 503): it is an outage, not an ended lab.
+    raw = cast(bytes | None, _client().get(labprotocol.lab_key(lab_id)))
     if raw is None:
         return None
     data = json.loads(raw)

@@ -176,3 +176,19 @@ def test_an_ipv6_client_is_counted_by_its_64_and_ipv4_as_itself() -> None:
     assert address_key("2001:db8:1:2::1") != address_key("2001:db8:1:3::1")
     assert address_key("::ffff:192.0.2.1") == address_key("192.0.2.1") == "192.0.2.1"
     assert address_key("192.0.2.1") != address_key("192.0.2.2")
+
+
+@pytest.mark.parametrize("path", ["/playground/", "/playground/labs/abcdefgh/"])
+def test_a_redis_outage_is_an_outage_for_a_visitor_with_no_session(
+    path: str, settings: Any
+) -> None:
+    """Not "the lab host is not running" nor "this lab has ended": both are read from Redis."""
+    from config.embedded_redis import free_port
+
+    down = f"redis://127.0.0.1:{free_port()}/0"
+    settings.REDIS_URL = down
+    settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": down}}
+    response = Client(raise_request_exception=False).get(path)
+    assert response.status_code == 503
+    assert response.headers["Retry-After"]
+    assert "cannot reach Redis" in response.text
