@@ -597,3 +597,42 @@ async def test_sockets_on_one_lab_share_each_snapshots_rendering(
     # way, not yet read); rendering per socket would be four times as many.
     assert len(renders) <= len(ticks) + 2, (len(renders), len(ticks))
     assert frames[0] & frames[1] & frames[2] & frames[3]
+
+
+async def test_a_learner_who_floods_within_the_limits_does_not_starve_another(
+    labhost: RunningHost, owner_session: Any, sockets: Any
+) -> None:
+    """One learner trying past every limit at once (30 sockets, a command on each as fast as
+    they go) while another watches their own lab: the other's
+    updates keep coming. A measured effect with a generous floor (the host pushes 5 a
+    second), not a timing claim about our code."""
+    flooder_key, flooder = owner_session()
+    flooded_lab = await start_lab(flooder)
+    # More sockets than a session may have: those past the limit are closed at once.
+    flood = [sockets(flooded_lab, flooder_key) for _ in range(30)]
+    for socket in flood:
+        await socket.connect()
+    _, watcher, _ = await watch_new_lab(owner_session, sockets)
+
+    async def hammer(socket: WebsocketCommunicator, stop: asyncio.Event) -> None:
+        rate = 10
+        while not stop.is_set():
+            rate = 20 if rate == 10 else 10
+            try:
+                await socket.send_json_to({"action": "set", "rate": rate})
+            except Exception:  # a socket closed for being over the limit: its flood ends
+                return
+            await asyncio.sleep(0)
+
+    stop = asyncio.Event()
+    flooding = [asyncio.create_task(hammer(socket, stop)) for socket in flood]
+    try:
+        seen, started = 0, time.monotonic()
+        while time.monotonic() - started < 4.0:
+            message = await watcher.receive_json_from(timeout=10)
+            seen += message["type"] == "snapshot"
+        per_second = seen / (time.monotonic() - started)
+    finally:
+        stop.set()
+        await asyncio.gather(*flooding)
+    assert per_second >= 3, per_second
