@@ -23,6 +23,16 @@
   };
   var charts = {};
   var lastSeries = null;
+  var latest = null; // the newest snapshot's counters (the runscenario JSON keys)
+  var change = null; // the learner's last action: {label, base counters}
+  var changeShownAt = 0;
+  // What an action did, in the order that matters: a loss first.
+  var CHANGE_COUNTERS = [
+    ["sessions_lost", "sessions lost"],
+    ["carts_lost", "carts lost"],
+    ["requests_failed", "failed requests"],
+    ["relogins", "re-logins"],
+  ];
   var socket = null;
   var alertTimer = null;
 
@@ -157,6 +167,8 @@
         setConnection(root, "live", "Live");
         feedCharts(message.snapshot.series);
         syncLoadForm(root, message.snapshot);
+        latest = message.snapshot.metrics || latest;
+        showChange(root, false);
       } else if (message.type === "error") {
         clearAlertLater(root);
       } else if (message.type === "closed" || message.type === "refused") {
@@ -187,8 +199,33 @@
     var button = evt.target.closest && evt.target.closest("#lab button[data-command]");
     if (!button || button.disabled) return;
     var command = commandOf(button);
-    if (command) send(command);
+    if (!command) return;
+    send(command);
+    // From now on the strip counts what this action did; the keyboard focus goes there,
+    // not to the page (a Kill button is disabled once its worker is down).
+    change = { label: button.textContent.replace(/\s+/g, " ").trim(), base: latest || {} };
+    var strip = showChange(labRoot(), true);
+    if (strip) strip.focus();
   });
+
+  // The change strip: "Since Kill worker-1: +4 sessions lost, …", measured from the
+  // snapshots. Its text changes at most once a second, so a screen reader hears the new
+  // figures, not five updates a second.
+  function showChange(root, now) {
+    var strip = root && root.querySelector("#lab-change");
+    if (!strip || !change) return strip;
+    var stamp = Date.now();
+    if (!now && stamp - changeShownAt < 1000) return strip;
+    var parts = CHANGE_COUNTERS.map(function (pair) {
+      var delta = ((latest || {})[pair[0]] || 0) - (change.base[pair[0]] || 0);
+      return "+" + Math.max(0, delta) + " " + pair[1];
+    });
+    var text = "Since " + change.label + ": " + parts.join(", ");
+    if (strip.textContent !== text) strip.textContent = text;
+    strip.hidden = false;
+    changeShownAt = stamp;
+    return strip;
+  }
 
   document.addEventListener("submit", function (evt) {
     var form = evt.target;

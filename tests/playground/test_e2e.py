@@ -119,3 +119,30 @@ def test_switching_to_stateless_turns_sticky_sessions_off_until_the_learner_sets
     page.get_by_label("Stateless", exact=True).check()
     page.get_by_label("Stateful", exact=True).check()
     expect(sticky).not_to_be_checked()
+
+
+@pytest.mark.parametrize("viewport", [(1280, 800), (390, 844)])
+def test_what_a_kill_did_is_in_view_and_has_the_focus(
+    page: Any, live_server_url: str, labhost_process: HostProcess, viewport: tuple[int, int]
+) -> None:
+    from playwright.sync_api import expect
+
+    width, height = viewport
+    page.set_viewport_size({"width": width, "height": height})
+    start_lab(page, live_server_url, "Stateful")
+    sessions = page.locator('[data-worker="worker-1"] [data-field="sessions"]')
+    wait_until(lambda: int(sessions.inner_text()) > 0, 15)
+    kill_worker_1(page, labhost_process)
+    change = page.locator("#lab-change")
+    expect(change).to_be_focused()
+    expect(change).to_contain_text("Since Kill worker-1:")
+    wait_until(lambda: metric(page, "sessions_lost") > 0, 15)
+
+    def lost_in_strip() -> int:
+        text = change.inner_text()
+        return int(text.split("+", 1)[1].split(" ", 1)[0])
+
+    # The strip counts what the kill did: every session lost since, measured.
+    wait_until(lambda: lost_in_strip() == metric(page, "sessions_lost") > 0, 10)
+    box = change.bounding_box()
+    assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= height
