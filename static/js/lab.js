@@ -9,18 +9,27 @@
   "use strict";
 
   var NUMERIC = { rate: true, users: true };
-  var CHART_HEIGHT = 150;
+  var CHART_HEIGHT = 220;
+  // The second series of a chart is dashed: series differ by more than their colour.
+  var DASHED = [6, 4];
   var SERIES = {
     throughput: [{ key: "ok", color: "--pg-ok", fill: "--pg-ok-fill" }],
     failures: [
       { key: "failed", color: "--pg-bad" },
-      { key: "lost", color: "--pg-lost" },
+      { key: "lost", color: "--pg-lost", dash: DASHED },
     ],
     latency: [
       { key: "p50", color: "--pg-p50" },
-      { key: "p99", color: "--pg-p99" },
+      { key: "p99", color: "--pg-p99", dash: DASHED },
     ],
   };
+  // The learner's actions, drawn on every chart as a vertical line with a label.
+  var MARKED = {
+    "worker.killed": true, "worker.stopping": true, "worker.paused": true,
+    "worker.resumed": true, "worker.restarted": true, "worker.added": true,
+    "worker.removed": true, "lab.reset": true, "users.rate": true, "users.count": true,
+  };
+  var marks = []; // {x: seconds before the newest point, label}
   var charts = {};
   var lastSeries = null;
   var latest = null; // the newest snapshot's counters (the runscenario JSON keys)
@@ -76,9 +85,11 @@
           stroke: cssVar(el, d.color, "#2563eb"),
           fill: d.fill ? cssVar(el, d.fill, undefined) : undefined,
           width: 2,
+          dash: d.dash,
           points: { show: false },
         };
       })),
+      plugins: [markPlugin(el)],
     };
     var chart = new uPlot(opts, [[]].concat(defs.map(function () { return []; })), el);
     var observer = null;
@@ -96,6 +107,47 @@
         chart.destroy();
       },
     };
+  }
+
+  // Draws the marks on a chart's canvas and says on its element how many are in view.
+  function markPlugin(el) {
+    return {
+      hooks: {
+        draw: [function (u) {
+          var ctx = u.ctx;
+          var top = u.bbox.top;
+          var bottom = u.bbox.top + u.bbox.height;
+          var shown = 0;
+          ctx.save();
+          ctx.setLineDash([]);
+          ctx.strokeStyle = cssVar(el, "--pg-text", "#1c222b");
+          ctx.fillStyle = ctx.strokeStyle;
+          ctx.lineWidth = window.devicePixelRatio || 1;
+          ctx.font = Math.round(12 * (window.devicePixelRatio || 1)) + "px sans-serif";
+          marks.forEach(function (mark) {
+            if (mark.x < -60 || mark.x > 0) return;
+            var x = Math.round(u.valToPos(mark.x, "x", true));
+            ctx.beginPath();
+            ctx.moveTo(x, top);
+            ctx.lineTo(x, bottom);
+            ctx.stroke();
+            ctx.fillText(mark.label, x + 4, top + 14 * (window.devicePixelRatio || 1));
+            shown += 1;
+          });
+          ctx.restore();
+          el.setAttribute("data-marks", String(shown));
+        }],
+      },
+    };
+  }
+
+  function markEvents(events, series) {
+    if (!events || !series || !series.length) return;
+    var last = series[series.length - 1].t;
+    marks = events.filter(function (e) { return MARKED[e.kind]; }).map(function (e) {
+      // "worker-1 killed (SIGKILL, pid 1234)." reads as "worker-1 killed".
+      return { x: e.t - last, label: e.text.split(/[(:;.]/)[0].trim() };
+    });
   }
 
   function setupCharts(root) {
@@ -165,6 +217,7 @@
       }
       if (message.type === "snapshot" && message.snapshot) {
         setConnection(root, "live", "Live");
+        markEvents(message.snapshot.events, message.snapshot.series);
         feedCharts(message.snapshot.series);
         syncLoadForm(root, message.snapshot);
         latest = message.snapshot.metrics || latest;
@@ -262,8 +315,21 @@
     else if (!root.classList.contains("is-gone")) setConnection(root, "reconnecting", "Reconnecting…");
   });
 
+  // The change strip sticks just below the site's sticky header, whose height depends on
+  // how its links wrap: measured, not guessed.
+  function measureHeader() {
+    var header = document.querySelector(".site-header");
+    if (header) {
+      document.documentElement.style.setProperty(
+        "--site-header-height", header.getBoundingClientRect().height + "px"
+      );
+    }
+  }
+  window.addEventListener("resize", measureHeader);
+
   document.addEventListener("DOMContentLoaded", function () {
     var root = labRoot();
+    measureHeader();
     if (root) setupCharts(root);
   });
 

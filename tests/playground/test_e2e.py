@@ -142,7 +142,18 @@ def test_what_a_kill_did_is_in_view_and_has_the_focus(
         text = change.inner_text()
         return int(text.split("+", 1)[1].split(" ", 1)[0])
 
+    # Every chart marks the kill where it happened.
+    def marked(chart: str) -> bool:
+        return int(page.locator(f'[data-chart="{chart}"]').get_attribute("data-marks") or 0) >= 1
+
+    wait_until(lambda: all(marked(chart) for chart in ("throughput", "failures", "latency")), 10)
     # The strip counts what the kill did: every session lost since, measured.
     wait_until(lambda: lost_in_strip() == metric(page, "sessions_lost") > 0, 10)
     box = change.bounding_box()
     assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= height
+    # Still in view, below the site's sticky header, once the page is scrolled to its end.
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    header = page.locator(".site-header").bounding_box()
+    box = change.bounding_box()
+    assert header is not None and box is not None
+    assert header["y"] + header["height"] <= box["y"] and box["y"] + box["height"] <= height
