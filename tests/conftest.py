@@ -158,7 +158,10 @@ def axe_serious(page: object) -> list[str]:
     violations = Axe().run(page).response["violations"]
     return [
         f"{v['id']} ({v['impact']}): {v['help']}: "
-        + "; ".join(f"{node['target'][0]} {node['failureSummary']}" for node in v["nodes"][:5])
+        + "; ".join(
+            f"{node['target'][0]} {node['html'][:120]} {node['failureSummary']}"
+            for node in v["nodes"][:5]
+        )
         for v in violations
         if v["impact"] in {"serious", "critical"}
     ]

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import axe_serious
+
 from .conftest import HostProcess, alive, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -157,3 +159,16 @@ def test_what_a_kill_did_is_in_view_and_has_the_focus(
     box = change.bounding_box()
     assert header is not None and box is not None
     assert header["y"] + header["height"] <= box["y"] and box["y"] + box["height"] <= height
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_a_running_lab_page_has_no_serious_accessibility_violations(
+    audit_page: Any, live_server_url: str, labhost_process: HostProcess, theme: str
+) -> None:
+    page = audit_page
+    page.emulate_media(color_scheme=theme)
+    start_lab(page, live_server_url, "Stateful")
+    kill_worker_1(page, labhost_process)  # a down worker, the strip, marks on the charts
+    page.locator("#lab-change").wait_for()
+    page.wait_for_timeout(500)  # the down worker's card has finished its colour transition
+    assert axe_serious(page) == []
