@@ -152,9 +152,11 @@ def test_missing_front_matter_is_reported_and_the_body_still_shown() -> None:
 def test_a_text_too_slow_to_render_is_stopped_with_a_message(
     settings: Any, front_matter: str
 ) -> None:
-    settings.LESSON_RENDER_SECONDS = 1
+    settings.LESSON_RENDER_SECONDS = (
+        3  # stops the 40 KB run; a plain lesson renders in time, even on a loaded machine
+    )
     text = f"{front_matter}## Slow\n\n" + "[" * 40_000 + "\n"
     preview = preview_build(text=text, slug="slow")
     line = text.count("\n", 0, text.index("[")) + 1
-    assert preview.error.startswith(f"Line {line}: rendering took over 1 s and was stopped.")
+    assert preview.error.startswith(f"Line {line}: rendering took over 3 s and was stopped.")
     assert preview.html == ""

@@ -259,7 +259,9 @@ def test_all_lessons_missing_a_render_are_rendered_in_one_child(
 def test_a_slow_lesson_stops_the_batch_and_is_found_on_its_own(
     write_lesson: LessonWriter, renders: dict[str, list[int]], settings: Any
 ) -> None:
-    settings.LESSON_RENDER_SECONDS = 1
+    settings.LESSON_RENDER_SECONDS = (
+        3  # stops the 40 KB run; a plain lesson renders in time, even on a loaded machine
+    )
     fresh = uuid.uuid4().hex
     write_lesson("good", order=1, body=f"## Good\n\n{fresh}\n")
     path = write_lesson("slow", order=2, body="## Slow\n\n" + "[" * 40_000 + "\n")
@@ -270,4 +272,4 @@ def test_a_slow_lesson_stops_the_batch_and_is_found_on_its_own(
     with pytest.raises(ContentError) as caught:
         course_snapshot().lesson_get(slug="slow")
     assert (caught.value.path, caught.value.line) == (path, 10)
-    assert "rendering took over 1 s" in caught.value.message
+    assert "rendering took over 3 s" in caught.value.message
