@@ -9,9 +9,9 @@ caller gets RenderTooSlow, naming the paragraph most likely at fault. The child 
 its own CPU time and dies with the thread that started it, so a web process that is killed
 leaves no renderer behind.
 
-Renders are rare (once per version of a lesson per process, see course.lessons), so the
-child's start-up, about 0.1 s, is paid once per lesson, not per page view; the home page
-and search, which need every lesson, render all the missing ones in one child.
+Renders are rare (once per version of a lesson per process: course.snapshot keeps them
+while a file's bytes are unchanged), so the child's start-up, about 0.1 s, is paid once per
+lesson, not per page view; a snapshot renders all the missing lessons in one child.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ import redis.asyncio
 from channels_redis.core import RedisChannelLayer
 from django.contrib.sessions.backends.cache import SessionStore
 
+from config import embedded_redis
 from config.lifeline import die_with_parent
 from playground import labprotocol
 from playground.labhost.host import LabHost
@@ -208,3 +209,50 @@ def labhost_process(server_env: dict[str, str], redis_url: str) -> Iterator[Host
     host = start_runlabs(server_env, redis_url)
     yield host
     stop_runlabs_checked(host)
+
+
+class OwnRedis:
+    """A Redis of the test's own, which it may kill and start again on the same port."""
+
+    def __init__(self) -> None:
+        self.server = embedded_redis.start()
+        self.url = self.server.url
+
+    def kill(self) -> None:
+        self.server.process.kill()
+        self.server.stop()
+
+    def start_again(self) -> None:
+        self.server = embedded_redis.start(port=self.server.port)
+
+
+@pytest.fixture
+async def host_on_own_redis() -> AsyncIterator[tuple[RunningHost, OwnRedis]]:
+    """A lab host on a Redis of its own, so that stopping that Redis takes nothing away
+    from the other tests. Labs close after a second without a viewer."""
+    own = OwnRedis()
+    layer = RedisChannelLayer(hosts=[own.url], expiry=30)
+    client = redis.asyncio.Redis.from_url(own.url)
+    host = LabHost(
+        layer=layer,
+        redis=client,
+        name=f"labhost-own-{uuid.uuid4().hex[:6]}",
+        lab_redis_url=own.url,
+        limits=HostLimits(idle_timeout=1.0),
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(host.run(stop))
+    running = RunningHost(host=host, layer=layer, client=client, stop=stop, task=task)
+    await eventually(lambda: client_exists(own.url, labprotocol.heartbeat_key(host.name)), 5)
+    try:
+        yield running, own
+    finally:
+        stop.set()
+        async with asyncio.timeout(30):
+            await task
+        with contextlib.suppress(Exception):
+            await client.aclose()
+        with contextlib.suppress(Exception):
+            await layer.close_pools()
+        own.server.stop()
+        assert host.labs == {}

@@ -100,6 +100,17 @@ async def snapshot_where(
     raise AssertionError("no snapshot matched")
 
 
+async def unmanaged_socket(lab_id: str, session_key: str) -> WebsocketCommunicator:
+    """A lab socket that the test ends itself (not the `sockets` fixture, which would
+    disconnect it again), connected and showing every worker up."""
+    socket = WebsocketCommunicator(
+        application, f"/ws/labs/{lab_id}/", headers=session_headers(session_key)
+    )
+    assert (await socket.connect())[0]
+    await snapshot_where(socket, all_up)
+    return socket
+
+
 def all_up(snapshot: dict[str, Any]) -> bool:
     return bool(snapshot["workers"]) and all(w["status"] == "up" for w in snapshot["workers"])
 
@@ -253,11 +264,7 @@ async def test_a_socket_that_fails_leaves_its_group_and_the_host(
     lab_id = await start_lab(owner)
     # Not the `sockets` fixture: this socket ends with the consumer's exception, which
     # disconnect() would raise again.
-    socket = WebsocketCommunicator(
-        application, f"/ws/labs/{lab_id}/", headers=session_headers(session_key)
-    )
-    assert (await socket.connect())[0]
-    await snapshot_where(socket, all_up)
+    socket = await unmanaged_socket(lab_id, session_key)
     hosted = labhost.host.labs[lab_id]
     assert len(hosted.viewers) == 1
 
@@ -443,11 +450,7 @@ async def test_a_web_process_that_shuts_down_says_so_before_the_connection_drops
     session_key, owner = owner_session()
     lab_id = await start_lab(owner)
     # Not the `sockets` fixture: disconnect() of a cancelled application raises.
-    socket = WebsocketCommunicator(
-        application, f"/ws/labs/{lab_id}/", headers=session_headers(session_key)
-    )
-    assert (await socket.connect())[0]
-    await snapshot_where(socket, all_up)
+    socket = await unmanaged_socket(lab_id, session_key)
     hosted = labhost.host.labs[lab_id]
     # What daphne does to every open socket on Ctrl-C: cancel its application (then it drops
     # the connection, 1006, on which the page reconnects: no close frame, no 4xxx code).

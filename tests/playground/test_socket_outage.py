@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import uuid
 
-import redis.asyncio
 from channels.testing import WebsocketCommunicator
-from channels_redis.core import RedisChannelLayer
 from django.conf import settings
 from django.contrib.sessions.backends.cache import SessionStore
 from django.test import override_settings
@@ -17,11 +13,9 @@ from django.test import override_settings
 from config.asgi import application
 from config.embedded_redis import free_port
 from playground.labclient import alab_create
-from playground.labhost.host import LabHost
 from playground.socket_outage import CLOSE_UNAVAILABLE
 from tests.config.test_errors import _caches
-from tests.playground.conftest import HOST, ORIGIN
-from tests.playground.labhost.test_host import OwnRedis
+from tests.playground.conftest import HOST, ORIGIN, OwnRedis, RunningHost
 
 
 async def test_a_lab_socket_opened_while_redis_is_down_is_told_and_closed_with_4503() -> None:
@@ -45,56 +39,42 @@ async def test_a_lab_socket_opened_while_redis_is_down_is_told_and_closed_with_4
     assert closed == {"type": "websocket.close", "code": 4503}
 
 
-async def test_a_watched_lab_socket_is_closed_with_4503_when_redis_goes_away() -> None:
+async def test_a_watched_lab_socket_is_closed_with_4503_when_redis_goes_away(
+    host_on_own_redis: tuple[RunningHost, OwnRedis],
+) -> None:
     """A real lab host and a real lab socket, both on a Redis of the test's own, killed
     while the socket streams snapshots."""
-    own = OwnRedis()
-    name = f"labhost-ws-{uuid.uuid4().hex[:6]}"
-    layer = RedisChannelLayer(hosts=[own.url], expiry=30)
-    client = redis.asyncio.Redis.from_url(own.url)
-    host = LabHost(layer=layer, redis=client, name=name, lab_redis_url=own.url)
-    stop = asyncio.Event()
-    task = asyncio.create_task(host.run(stop))
+    running, own = host_on_own_redis
     channel_layers = {"default": {**settings.CHANNEL_LAYERS["default"]}}
     channel_layers["default"]["CONFIG"] = {
         **channel_layers["default"]["CONFIG"],
         "hosts": [own.url],
     }
-    try:
-        with override_settings(
-            CACHES=_caches(own.url),
-            CHANNEL_LAYERS=channel_layers,
-            REDIS_URL=own.url,
-            PLAYGROUND_LABHOST=name,
-        ):
-            session = SessionStore()
-            session["lab_owner"] = "the-owner"
-            await session.asave()
-            lab_id = uuid.uuid4().hex[:10]
-            await alab_create(lab_id=lab_id, owner="the-owner", config={"workers": 1, "users": 1})
-            cookie = f"{settings.SESSION_COOKIE_NAME}={session.session_key}".encode()
-            headers = [ORIGIN, HOST, (b"cookie", cookie)]
-            socket = WebsocketCommunicator(application, f"/ws/labs/{lab_id}/", headers=headers)
-            try:
-                assert (await socket.connect(timeout=10))[0]
-                assert json.loads(await socket.receive_from(timeout=30))["type"] == "snapshot"
-                own.kill()
-                while True:
-                    message = json.loads(await socket.receive_from(timeout=30))
-                    if message["type"] != "snapshot":
-                        break
-                closed = await socket.receive_output(timeout=30)
-            finally:
-                await socket.disconnect()
-    finally:
-        stop.set()
-        async with asyncio.timeout(30):
-            await task
-        with contextlib.suppress(Exception):
-            await client.aclose()
-        with contextlib.suppress(Exception):
-            await layer.close_pools()
-        own.server.stop()
+    with override_settings(
+        CACHES=_caches(own.url),
+        CHANNEL_LAYERS=channel_layers,
+        REDIS_URL=own.url,
+        PLAYGROUND_LABHOST=running.name,
+    ):
+        session = SessionStore()
+        session["lab_owner"] = "the-owner"
+        await session.asave()
+        lab_id = uuid.uuid4().hex[:10]
+        await alab_create(lab_id=lab_id, owner="the-owner", config={"workers": 1, "users": 1})
+        cookie = f"{settings.SESSION_COOKIE_NAME}={session.session_key}".encode()
+        headers = [ORIGIN, HOST, (b"cookie", cookie)]
+        socket = WebsocketCommunicator(application, f"/ws/labs/{lab_id}/", headers=headers)
+        try:
+            assert (await socket.connect(timeout=10))[0]
+            assert json.loads(await socket.receive_from(timeout=30))["type"] == "snapshot"
+            own.kill()
+            while True:
+                message = json.loads(await socket.receive_from(timeout=30))
+                if message["type"] != "snapshot":
+                    break
+            closed = await socket.receive_output(timeout=30)
+        finally:
+            await socket.disconnect()
     # Told why, then closed with the code the browser does not retry; no traceback from
     # the socket's Channels layer, which is what failed first.
     assert message["type"] == "error"

@@ -7,7 +7,6 @@ channels-redis layer, as a web process would be. Labs are small (one or two work
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import json
 import signal
@@ -23,11 +22,11 @@ import redis
 import redis.asyncio
 from channels_redis.core import RedisChannelLayer
 
-from config import embedded_redis
 from playground import labprotocol
 from playground.labhost.host import HostAlreadyRunning, LabHost
 from playground.labhost.limits import HostLimits
 from tests.playground.conftest import (
+    OwnRedis,
     RunningHost,
     _sync_redis,
     alive,
@@ -326,53 +325,6 @@ async def _create_and_wait(redis_url: str, name: str, host_pid: int) -> None:
         await eventually(lambda: len(psutil.Process(host_pid).children(recursive=True)) >= 2, 30)
     finally:
         await layer.close_pools()
-
-
-class OwnRedis:
-    """A Redis of the test's own, which it may kill and start again on the same port."""
-
-    def __init__(self) -> None:
-        self.server = embedded_redis.start()
-        self.url = self.server.url
-
-    def kill(self) -> None:
-        self.server.process.kill()
-        self.server.stop()
-
-    def start_again(self) -> None:
-        self.server = embedded_redis.start(port=self.server.port)
-
-
-@pytest.fixture
-async def host_on_own_redis() -> AsyncIterator[tuple[RunningHost, OwnRedis]]:
-    """A lab host on a Redis of its own, so that stopping that Redis takes nothing away
-    from the other tests. Labs close after a second without a viewer."""
-    own = OwnRedis()
-    layer = RedisChannelLayer(hosts=[own.url], expiry=30)
-    client = redis.asyncio.Redis.from_url(own.url)
-    host = LabHost(
-        layer=layer,
-        redis=client,
-        name=f"labhost-own-{uuid.uuid4().hex[:6]}",
-        lab_redis_url=own.url,
-        limits=HostLimits(idle_timeout=1.0),
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(host.run(stop))
-    running = RunningHost(host=host, layer=layer, client=client, stop=stop, task=task)
-    await eventually(lambda: client_exists(own.url, labprotocol.heartbeat_key(host.name)), 5)
-    try:
-        yield running, own
-    finally:
-        stop.set()
-        async with asyncio.timeout(30):
-            await task
-        with contextlib.suppress(Exception):
-            await client.aclose()
-        with contextlib.suppress(Exception):
-            await layer.close_pools()
-        own.server.stop()
-        assert host.labs == {}
 
 
 async def create_on(url: str, host: str, owner: str) -> str:
