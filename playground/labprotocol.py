@@ -14,7 +14,19 @@ import math
 import re
 from typing import Any
 
-from playground.lab.config import BALANCING, MAX_RATE, MAX_USERS, MIN_RATE, SETTABLE
+from playground.lab.config import (
+    BALANCING,
+    MAX_RATE,
+    MAX_STORE_LATENCY_MS,
+    MAX_USERS,
+    MAX_WORK_MS,
+    MAX_WORKER_CONCURRENCY,
+    MIN_RATE,
+    MIN_SESSION_TTL,
+    PERSISTENCE,
+    SESSION_TTL,
+    SETTABLE,
+)
 
 # Channels-layer names. The host receives on its well-known channel; each lab's snapshots
 # go to the group `lab.<id>`; web processes get replies on their own reply channel.
@@ -29,7 +41,7 @@ CLOSE_TOO_MANY = 4429  # too many lab sockets (this session, this lab, or this w
 
 MAX_MESSAGE_BYTES = 4096
 WORKER_ACTIONS = frozenset({"kill", "stop", "pause", "resume", "restart", "remove_worker"})
-LAB_ACTIONS = frozenset({"add_worker", "set", "reset"})
+LAB_ACTIONS = frozenset({"add_worker", "set", "reset", "deploy", "kill_store", "restart_store"})
 ACTIONS = WORKER_ACTIONS | LAB_ACTIONS
 # The web tier's rule for a lab id: the ids views draw (8 of a-z0-9), with room to spare.
 # Narrower than the engine's (playground.lab.config.LAB_ID) on purpose: these ids arrive
@@ -47,7 +59,15 @@ MAX_NESTING = 2
 MAX_NUMBER_CHARS = 32
 # The values of `set` the engine accepts, checked here too so that nothing out of range
 # (a 30-digit int is an OverflowError in msgpack, on the Channels layer) leaves the web tier.
-SET_RANGES: dict[str, tuple[float, float]] = {"users": (1, MAX_USERS), "rate": (MIN_RATE, MAX_RATE)}
+SET_RANGES: dict[str, tuple[float, float]] = {
+    "users": (1, MAX_USERS),
+    "rate": (MIN_RATE, MAX_RATE),
+    "store_latency_ms": (0, MAX_STORE_LATENCY_MS),
+    "store_jitter_ms": (0, MAX_STORE_LATENCY_MS),
+    "work_ms": (0, MAX_WORK_MS),
+    "worker_concurrency": (1, MAX_WORKER_CONCURRENCY),
+    "session_ttl": (MIN_SESSION_TTL, SESSION_TTL),
+}
 SET_CHOICES: dict[str, tuple[str, ...]] = {"balancing": BALANCING}
 
 
@@ -138,6 +158,11 @@ def command_parse(text_data: str | None, bytes_data: bytes | None = None) -> dic
                 raise CommandError(f"set {key}: one of {', '.join(SET_CHOICES[key])}.")
         command["value"] = rest
         rest = {}
+    elif action == "restart_store" and "persistence" in rest:
+        persistence = rest.pop("persistence")
+        if persistence not in PERSISTENCE:
+            raise CommandError(f"restart_store persistence: one of {', '.join(PERSISTENCE)}.")
+        command["value"] = {"persistence": persistence}
     if rest:
         raise CommandError(f"Unexpected field(s) for {action}: {', '.join(sorted(rest))}.")
     return command

@@ -21,7 +21,9 @@ from .wire import BadMessage, Connection, Request, Response, error_response, rea
 
 HOST = "127.0.0.1"
 CONNECT_TIMEOUT = 0.5
-UPSTREAM_TIMEOUT = 1.0  # a hung worker costs a request this long before a 504
+# A hung worker costs a request this long before a 504. Longer than a saturated worker's
+# queue can grow (50 users x 40 ms of work = 2 s): overload shows as latency, not as 504s.
+UPSTREAM_TIMEOUT = 3.0
 STICKY_COOKIE = "LB"
 
 
@@ -39,6 +41,7 @@ class Backend:
     connecting: int = 0  # requests for which a connection to it is being opened
     no_connects: asyncio.Event = field(default_factory=asyncio.Event)
     dispatched: int = 0  # requests sent to it, ever
+    failed: int = 0  # requests it failed mid-way or did not answer in time (502, 504), ever
     idle: list[Connection] = field(default_factory=list)
     health_conn: Connection | None = None
     health: dict[str, Any] | None = None  # the last /health answer
@@ -244,6 +247,13 @@ class Balancer:
 
     async def fetch_health(self, name: str, within: float = 0.5) -> dict[str, Any] | None:
         """Ask one worker for its /health right now (a fresh connection), or None."""
+        return await self.ask(name, "GET", "/health", within)
+
+    async def ask(
+        self, name: str, method: str, path: str, within: float = 0.5
+    ) -> dict[str, Any] | None:
+        """Send one worker a request of the lab's own, directly (not through the balancer:
+        /health, /handoff); its JSON answer, or None when it does not answer 200."""
         backend = self.backends.get(name)
         if backend is None or backend.port is None:
             return None
@@ -251,7 +261,7 @@ class Balancer:
         try:
             async with asyncio.timeout(within):
                 conn = await Connection.open(HOST, backend.port, within)
-                response = await conn.exchange(Request(method="GET", target="/health"))
+                response = await conn.exchange(Request(method=method, target=path))
                 data = response.json() if response.status == 200 else None
         except (OSError, TimeoutError, asyncio.IncompleteReadError, BadMessage, ValueError):
             data = None
@@ -346,11 +356,13 @@ class Balancer:
                     response = await conn.exchange(request, [("X-Forwarded-For", client)])
             except TimeoutError:
                 conn.close()
+                backend.failed += 1
                 self._failure(backend, f"request: no answer within {UPSTREAM_TIMEOUT:g} s")
                 return error_response(504, f"{backend.name} did not answer in time"), []
             except (OSError, asyncio.IncompleteReadError, BadMessage) as exc:
                 # It may have done the work: never retried (POSTs are not idempotent).
                 conn.close()
+                backend.failed += 1
                 self._failure(backend, f"request: {describe_error(exc)}")
                 return error_response(502, f"{backend.name} failed mid-request"), []
             except BaseException:

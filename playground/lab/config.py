@@ -11,10 +11,23 @@ from .errors import LabError
 
 MODES = ("stateful", "stateless")
 BALANCING = ("round_robin", "least_conn")
+WORKLOADS = ("shop", "chat")
+PERSISTENCE = ("none", "aof")
 MAX_WORKERS = 6
 MAX_USERS = 50
 MIN_RATE = 1.0
 MAX_RATE = 200.0
+# A worker serves WORK_MS of work per request, WORKER_CONCURRENCY at a time: 25 requests/s
+# each, so one worker saturates well inside the rate limit (200/s) while the default lab
+# (3 workers, 20 requests/s) runs at a quarter of its capacity of 75/s.
+WORK_MS = 40.0
+WORKER_CONCURRENCY = 1
+MAX_WORK_MS = 200.0
+MAX_WORKER_CONCURRENCY = 16
+MAX_STORE_LATENCY_MS = 100.0
+SESSION_TTL = 1800.0  # seconds a user keeps a session before logging out (30 minutes)
+MIN_SESSION_TTL = 2.0
+MAX_ROOMS = 10
 # The engine's rule for a lab id: any name a caller (a test, runscenario, the lab host)
 # gives, as long as it is safe in the Redis key prefix of the lab's sessions. Wider than the
 # web tier's rule on purpose (playground.labprotocol.LAB_ID): that one guards ids that come
@@ -29,6 +42,12 @@ SETTABLE: dict[str, tuple[type, ...]] = {
     "rate": (int, float),
     "users": (int,),
     "balancing": (str,),
+    "store_latency_ms": (int, float),
+    "store_jitter_ms": (int, float),
+    "work_ms": (int, float),
+    "worker_concurrency": (int,),
+    "session_ttl": (int, float),
+    "handoff": (bool,),
 }
 
 
@@ -37,8 +56,13 @@ class LabConfig:
     """Everything that defines a lab. Validated on creation (raises LabError).
 
     mode: "stateful" keeps sessions in each worker's memory; "stateless" keeps them in
-    Redis (redis_url is then required). rate is the total request rate of all users
-    together, in requests per second; it sets the users' think time.
+    the lab's own store (a redis-server the lab starts). rate is the total request rate
+    of all users together, in requests per second; it sets the users' think time.
+    work_ms and worker_concurrency are each worker's capacity (settable: workers started
+    after a change use it). A lab has a store when it is stateless or hands sessions off
+    (handoff); persistence, store_latency_ms and store_jitter_ms are that store's.
+    session_ttl: seconds a virtual user keeps its session before it logs out and a new
+    visitor logs in (the users who leave and arrive that let a balancer rebalance).
     """
 
     lab_id: str = "lab"
@@ -49,7 +73,16 @@ class LabConfig:
     sticky: bool = True
     balancing: str = "round_robin"
     auto_restart: bool = False
-    redis_url: str | None = None
+    workload: str = "shop"
+    work_ms: float = WORK_MS
+    worker_concurrency: int = WORKER_CONCURRENCY
+    persistence: str = "none"
+    store_latency_ms: float = 0.0
+    store_jitter_ms: float = 0.0
+    handoff: bool = False
+    session_ttl: float = SESSION_TTL
+    rooms: int | None = None
+    jitter: bool = True
     health_interval: float = 0.2
     fall: int = 2
     rise: int = 2
@@ -73,12 +106,29 @@ class LabConfig:
             raise LabError(
                 f"Balancing must be 'round_robin' or 'least_conn', not {self.balancing!r}."
             )
-        if self.mode == "stateless" and not self.redis_url:
-            raise LabError("A stateless lab needs a Redis server (redis_url) for its sessions.")
-        if self.redis_url is not None and not (
-            isinstance(self.redis_url, str) and self.redis_url.startswith("redis://")
-        ):
-            raise LabError("redis_url must look like redis://host:port/db.")
+        if self.workload not in WORKLOADS:
+            raise LabError(f"Workload must be 'shop' or 'chat', not {self.workload!r}.")
+        _check_number("work_ms", self.work_ms, 0, MAX_WORK_MS)
+        self.work_ms = float(self.work_ms)
+        _check_int("worker_concurrency", self.worker_concurrency, 1, MAX_WORKER_CONCURRENCY)
+        if self.persistence not in PERSISTENCE:
+            raise LabError(f"Persistence must be 'none' or 'aof', not {self.persistence!r}.")
+        _check_number("store_latency_ms", self.store_latency_ms, 0, MAX_STORE_LATENCY_MS)
+        _check_number("store_jitter_ms", self.store_jitter_ms, 0, MAX_STORE_LATENCY_MS)
+        self.store_latency_ms = float(self.store_latency_ms)
+        self.store_jitter_ms = float(self.store_jitter_ms)
+        _check_bool("handoff", self.handoff)
+        if self.handoff and self.mode != "stateful":
+            raise LabError("handoff is for stateful labs: a stateless lab has nothing to hand off.")
+        _check_number("session_ttl", self.session_ttl, MIN_SESSION_TTL, SESSION_TTL)
+        self.session_ttl = float(self.session_ttl)
+        if self.workload == "chat":
+            if self.rooms is None:
+                self.rooms = 3
+            _check_int("rooms", self.rooms, 1, MAX_ROOMS)
+        elif self.rooms is not None:
+            raise LabError("rooms is a chat setting: a shop lab has no rooms.")
+        _check_bool("jitter", self.jitter)
         _check_number("health_interval", self.health_interval, 0.05, 5.0)
         self.health_interval = float(self.health_interval)
         _check_int("fall", self.fall, 1, 10)
@@ -90,6 +140,11 @@ class LabConfig:
         if unknown:
             raise LabError(f"Unknown setting: {', '.join(sorted(unknown))}.")
         return dataclasses.replace(self, **changes)
+
+    @property
+    def has_store(self) -> bool:
+        """Whether the lab runs its own store (a redis-server of its own)."""
+        return self.mode == "stateless" or self.handoff
 
     @property
     def prefix(self) -> str:

@@ -19,10 +19,11 @@ from .errors import LabError
 from .events import EventCallback, EventLog
 from .metrics import Metrics
 from .process import Supervisor, WorkerProcess, WorkerSpec, describe_exit
+from .store import Store
 from .users import Crowd
 
 STOP_GRACE = 3.0  # SIGKILL a worker that has not drained within this
-WORK_MS = 5.0  # each shop request does this much "work" (pricing, stock): requests overlap
+DEPLOY_HEALTHY_WITHIN = 5.0  # a new version must pass health checks within this
 
 
 @dataclass
@@ -37,6 +38,8 @@ class Disruption:
     sessions_source: str  # "health_before_kill" or "last_health_poll"
     inflight: int  # requests in flight to it when it happened (see worker_kill)
     marked_down_after_ms: float | None = None
+    failed_before: int = 0  # the balancer's count of requests failed on it, before
+    requests_failed: int | None = None  # ... and how many failed because of it (stops)
 
 
 class Lab:
@@ -45,16 +48,9 @@ class Lab:
     Times in snapshot() and events are seconds since start().
     """
 
-    def __init__(
-        self,
-        config: LabConfig,
-        on_event: EventCallback | None = None,
-        *,
-        work_ms: float = WORK_MS,
-    ) -> None:
+    def __init__(self, config: LabConfig, on_event: EventCallback | None = None) -> None:
         """on_event, if given, is called (synchronously, must not block) with every event
-        dict {"seq", "t", "kind", "text"} as it happens. work_ms is how long each shop
-        request works inside a worker (tests raise it to have requests in flight)."""
+        dict {"seq", "t", "kind", "text"} as it happens."""
         config.validate()
         self.config = config
         self.origin = time.monotonic()
@@ -71,9 +67,16 @@ class Lab:
             rise=config.rise,
             on_health=self._on_health,
         )
+        self.store: Store | None = None
+        if config.has_store:
+            self.store = Store(persistence=config.persistence, emit=self.events.emit)
         self.supervisor = Supervisor(
             WorkerSpec(
-                mode=config.mode, redis_url=config.redis_url, prefix=config.prefix, work_ms=work_ms
+                mode=config.mode,
+                prefix=config.prefix,
+                work_ms=config.work_ms,
+                concurrency=config.worker_concurrency,
+                handoff=config.handoff,
             ),
             emit=self.events.emit,
             on_ready=self._on_ready,
@@ -84,6 +87,10 @@ class Lab:
         self._ticker: asyncio.Task[None] | None = None
         self._next_number = 1
         self._close_lock = asyncio.Lock()
+        self.version = 1  # the release the workers run; a deploy rolls the next one out
+        self.deploying = False
+        self.deploys: list[dict[str, Any]] = []
+        self.store_keys: int | None = None  # the store's DBSIZE, read once a second
 
     # -- life --
 
@@ -96,12 +103,21 @@ class Lab:
         self.origin = self.events.origin = self.metrics.origin = time.monotonic()
         try:
             port = await self.balancer.start()
+            if self.store is not None:
+                await self.store.start()
+                self.store.proxy.latency_ms = self.config.store_latency_ms
+                self.store.proxy.jitter_ms = self.config.store_jitter_ms
+                self.supervisor.spec.redis_url = self.store.url
             for _ in range(self.config.workers):
                 await self._spawn_new()
                 if self.state != "starting":
                     raise LabError("The lab was closed while it started.")
             self.crowd = Crowd(
-                port=port, metrics=self.metrics, users=self.config.users, rate=self.config.rate
+                port=port,
+                metrics=self.metrics,
+                users=self.config.users,
+                rate=self.config.rate,
+                session_ttl=self.config.session_ttl,
             )
             self.crowd.start()
             self._ticker = asyncio.create_task(self._tick_loop())
@@ -136,6 +152,8 @@ class Lab:
                 await self.balancer.close()
             finally:
                 await self.supervisor.close()
+                if self.store is not None:
+                    await self.store.close()
                 self.state = "closed"
 
     # -- workers --
@@ -221,31 +239,54 @@ class Lab:
 
     async def worker_stop(self, name: str) -> None:
         """Graceful stop: the balancer stops sending it requests, then SIGTERM; the worker
-        drains in-flight requests and exits (SIGKILL if it takes over 3 s)."""
+        serves every request it holds (its queue too) and exits (SIGKILL after 3 s)."""
         self._require_running()
         worker = self._worker(name)
         if not worker.alive or worker.state not in ("running", "paused"):
             raise LabError(f"{name} is not running.")
         async with self._busy(worker, "stopping"):
-            backend = self.balancer.backends[name]
-            held, source = await self._sessions_held(worker, backend)
-            pid, t = worker.pid, self.now()
-            await self.balancer.drain(name)
-            self.events.emit(
-                "worker.stopping",
-                f"{name} taken out of the balancer, then SIGTERM (pid {pid}): draining "
-                f"{backend.inflight} requests in flight.",
+            await self._stop_gracefully(worker)
+
+    async def _stop_gracefully(self, worker: WorkerProcess, why: str = "stopped") -> None:
+        name = worker.name
+        backend = self.balancer.backends[name]
+        held, source = await self._sessions_held(worker, backend)
+        pid, t = worker.pid, self.now()
+        handed = ""
+        if self.config.handoff and worker.state == "running":
+            answer = await self.balancer.ask(name, "POST", "/handoff", within=2.0)
+            handed = (
+                f" It handed {answer.get('handed_off', 0)} sessions to the store first."
+                if answer
+                else " Its handoff to the store failed: its sessions will be lost."
             )
-            graceful = await self.supervisor.stop(worker, STOP_GRACE)
-            took = (self.now() - t) * 1000
-            self.disruptions.append(Disruption(name, "stopped", pid, t, held, source, 0))
-            how = (
-                f"drained and exited in {took:.0f} ms ({describe_exit(worker.returncode)})"
-                if graceful
-                else f"did not exit within {STOP_GRACE:g} s and was SIGKILLed"
-            )
-            gone = f"; the {held} sessions in its memory are gone" if held else ""
-            self.events.emit("worker.stopped", f"{name} stopped: {how}{gone}.")
+        stop = Disruption(name, "stopped", pid, t, held, source, 0, failed_before=backend.failed)
+        self.disruptions.append(stop)
+        await self.balancer.drain(name)
+        stop.inflight = backend.inflight
+        self.events.emit(
+            "worker.stopping",
+            f"{name} taken out of the balancer, then SIGTERM (pid {pid}): serving the "
+            f"{backend.inflight} requests in flight to it before it exits.{handed}",
+        )
+        graceful = await self.supervisor.stop(worker, STOP_GRACE, why=why)
+        took = (self.now() - t) * 1000
+        await asyncio.sleep(0.01)  # let the balancer see its last answers or errors
+        stop.requests_failed = backend.failed - stop.failed_before
+        how = (
+            f"drained and exited in {took:.0f} ms ({describe_exit(worker.returncode)})"
+            if graceful
+            else f"did not exit within {STOP_GRACE:g} s and was SIGKILLed"
+        )
+        gone = (
+            f"; the {held} sessions in its memory are gone"
+            if held and not self.config.handoff
+            else ""
+        )
+        self.events.emit(
+            "worker.stopped",
+            f"{name} stopped: {how}; {stop.requests_failed} requests failed{gone}.",
+        )
 
     async def worker_pause(self, name: str) -> None:
         """SIGSTOP: a hung worker. The kernel still accepts connections for it; nothing
@@ -338,6 +379,115 @@ class Lab:
             self.balancer.remove(name)
             self.events.emit("worker.removed", f"{name} stopped and removed from the lab.")
 
+    # -- deploys --
+
+    async def deploy(self) -> float:
+        """Roll the next version through the workers, one at a time: graceful stop, start
+        the new version, wait until it is healthy, next. A lab with one worker starts the
+        new one before it stops the old. Returns how long it took (seconds)."""
+        self._require_running()
+        if self.deploying:
+            raise LabError("A deploy is already under way; wait for it to finish.")
+        busy = [w.name for w in self.supervisor.workers.values() if w.lock.locked()]
+        if busy:
+            raise LabError(f"{', '.join(busy)} is busy; deploy when it is done.")
+        self.deploying = True
+        version = self.version + 1
+        t0 = self.now()
+        names = list(self.supervisor.workers)
+        self.events.emit(
+            "deploy.started",
+            f"Deploy of version {version} started: {len(names)} workers, one at a time.",
+        )
+        try:
+            self.supervisor.spec.version = version
+            if len(names) == 1:
+                old = self._worker(names[0])
+                new = await self._spawn_new()
+                await self._until_healthy(new)
+                async with self._busy(old, "deploying"):
+                    await self._stop_gracefully(old, why="removed")
+                    self.supervisor.forget(old)
+                    self.balancer.remove(old.name)
+            else:
+                for name in names:
+                    if self.state != "running":
+                        raise LabError("The lab closed during the deploy.")
+                    worker = self.supervisor.workers.get(name)
+                    if worker is None:
+                        continue  # removed meanwhile
+                    async with self._busy(worker, "deploying"):
+                        if worker.alive:
+                            await self._stop_gracefully(worker, why="restart")
+                        await self.supervisor.spawn(worker)
+                    await self._until_healthy(worker)
+            self.version = version
+        except LabError as exc:
+            self.events.emit("deploy.failed", f"Deploy of version {version} failed: {exc}")
+            raise
+        finally:
+            self.deploying = False
+        seconds = round(self.now() - t0, 3)
+        self.deploys.append({"version": version, "at": round(t0, 3), "seconds": seconds})
+        self.events.emit(
+            "deploy.finished",
+            f"Deploy of version {version} finished in {seconds:.1f} s: every worker runs it.",
+        )
+        return seconds
+
+    async def _until_healthy(self, worker: WorkerProcess) -> None:
+        deadline = time.monotonic() + DEPLOY_HEALTHY_WITHIN
+        while time.monotonic() < deadline:
+            backend = self.balancer.backends.get(worker.name)
+            if worker.alive and backend is not None and backend.available:
+                return
+            await asyncio.sleep(0.05)
+        raise LabError(f"{worker.name} was not healthy within {DEPLOY_HEALTHY_WITHIN:g} s.")
+
+    # -- the store --
+
+    def _require_store(self) -> Store:
+        if self.store is None:
+            raise LabError(
+                "This lab has no store: its sessions live in the workers' memory "
+                "(a stateless lab, or a stateful one with handoff, has one)."
+            )
+        return self.store
+
+    async def store_kill(self) -> None:
+        """SIGKILL the lab's store: stateless requests fail until it is restarted."""
+        self._require_running()
+        store = self._require_store()
+        keys = self.store_keys
+        pid = await store.kill()
+        self.store_keys = None
+        self.events.emit(
+            "store.killed",
+            f"Store killed (SIGKILL, pid {pid}); it held {keys if keys is not None else '?'} "
+            f"keys. Requests that need it fail until it is restarted"
+            + (
+                " (with AOF, what it wrote in its last second may be lost)."
+                if store.persistence == "aof"
+                else " (no persistence: it will start empty)."
+            ),
+        )
+
+    async def store_restart(self, persistence: str | None = None) -> None:
+        """Start the store again (stopping it gracefully first if it runs), with the
+        persistence given or the one it had."""
+        self._require_running()
+        store = self._require_store()
+        if persistence is not None:
+            self.config = self.config.replace(persistence=persistence)
+        await store.restart(persistence)
+        self.store_keys = await store.keys()
+        self.events.emit(
+            "store.restarted",
+            f"Store restarted (pid {store.pid}, persistence {store.persistence}) in "
+            f"{store.spawn_ms:.0f} ms; it holds {self.store_keys} keys"
+            + (" read back from its append-only file." if store.persistence == "aof" else "."),
+        )
+
     # -- knobs --
 
     async def set(self, **changes: Any) -> None:
@@ -379,6 +529,47 @@ class Lab:
         if new.users != old.users and self.crowd is not None:
             await self.crowd.resize(new.users)
             self.events.emit("users.count", f"{new.users} virtual users now shop.")
+        store_knobs = (new.store_latency_ms, new.store_jitter_ms)
+        if store_knobs != (old.store_latency_ms, old.store_jitter_ms):
+            if self.store is None:
+                self.config = old
+                self._require_store()
+            else:
+                self.store.proxy.latency_ms, self.store.proxy.jitter_ms = store_knobs
+                self.events.emit(
+                    "store.latency",
+                    f"Every store round trip now takes {new.store_latency_ms:g} ms longer"
+                    + (
+                        f" (plus up to {new.store_jitter_ms:g} ms)." if new.store_jitter_ms else "."
+                    ),
+                )
+        if (new.work_ms, new.worker_concurrency) != (old.work_ms, old.worker_concurrency):
+            self.supervisor.spec.work_ms = new.work_ms
+            self.supervisor.spec.concurrency = new.worker_concurrency
+            self.events.emit(
+                "workers.capacity",
+                f"Workers started from now on (restart, add or deploy) serve "
+                f"{new.worker_concurrency} request(s) at a time, {new.work_ms:g} ms of work each.",
+            )
+        if new.session_ttl != old.session_ttl and self.crowd is not None:
+            self.crowd.session_ttl = new.session_ttl
+            self.events.emit(
+                "users.session_ttl",
+                f"Users now keep a session {new.session_ttl:g} s, then log out and a new "
+                "visitor logs in.",
+            )
+        if new.handoff != old.handoff:
+            if self.store is None:
+                self.config = old
+                self._require_store()
+            self.supervisor.spec.handoff = new.handoff
+            self.events.emit(
+                "workers.handoff",
+                "Handoff on: workers started from now on write their sessions to the store "
+                "before a graceful stop."
+                if new.handoff
+                else "Handoff off: a stopped worker's sessions die with it.",
+            )
 
     async def reset(self) -> None:
         """Zero counters, series and event log; users log out and start fresh journeys."""
@@ -413,10 +604,13 @@ class Lab:
         """A JSON-serialisable picture of the lab, cheap enough to call 5 times a second."""
         now = time.monotonic()
         pinned = self.crowd.pinned() if self.crowd is not None and self.config.sticky else {}
+        ok_by_worker = self.metrics.ok_by_worker
+        total_ok = sum(ok_by_worker.values()) or 1
         workers = []
         for worker in self.supervisor.workers.values():
             backend = self.balancer.backends.get(worker.name)
             alive = worker.alive
+            health = backend.health if backend is not None and alive else None
             workers.append(
                 {
                     "name": worker.name,
@@ -432,6 +626,10 @@ class Lab:
                     "requests": backend.dispatched if backend else 0,
                     "spawn_ms": worker.spawn_ms,
                     "healthy": bool(backend and backend.healthy and alive),
+                    "version": worker.version,
+                    "queue": int(health.get("queue", 0)) if health else 0,
+                    "requests_ok": ok_by_worker.get(worker.name, 0),
+                    "share": round(ok_by_worker.get(worker.name, 0) / total_ok, 3),
                 }
             )
         config = self.config
@@ -443,6 +641,19 @@ class Lab:
             "rate": config.rate,
             "users": len(self.crowd.users) if self.crowd is not None else config.users,
             "auto_restart": config.auto_restart,
+            "workload": config.workload,
+            "work_ms": config.work_ms,
+            "worker_concurrency": config.worker_concurrency,
+            "session_ttl": config.session_ttl,
+            "handoff": config.handoff,
+            "version": self.version,
+            "deploying": self.deploying,
+            "deploys": list(self.deploys),
+            "store": (
+                {**self.store.describe(), "keys": self.store_keys}
+                if self.store is not None
+                else None
+            ),
             "uptime": round(now - self.origin, 3) if self.state != "new" else 0.0,
             "state": self.state,
             "balancer_port": self.balancer.port,
@@ -453,12 +664,14 @@ class Lab:
         }
 
     def pids(self) -> list[int]:
-        """Every live process this lab started (for orphan checks)."""
-        return self.supervisor.live_pids()
+        """Every live process this lab started (for orphan checks), its store's too."""
+        store = self.store.live_pids() if self.store is not None else []
+        return self.supervisor.live_pids() + store
 
     def all_pids(self) -> list[int]:
         """Every process this lab ever started, alive or not."""
-        return list(self.supervisor.all_pids)
+        store = self.store.all_pids if self.store is not None else []
+        return list(self.supervisor.all_pids) + list(store)
 
     @property
     def spawn_times(self) -> dict[str, list[float]]:
@@ -507,6 +720,8 @@ class Lab:
             for second in self.metrics.tick():
                 if second.losses:
                     self._report_losses(second.losses)
+            if self.store is not None and not self.store.busy:
+                self.store_keys = await self.store.keys()
 
     def _report_losses(self, losses: list[tuple[str, str]]) -> None:
         by_worker: dict[str, list[str]] = {}

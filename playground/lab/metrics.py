@@ -157,6 +157,7 @@ class Metrics:
         self.sessions_lost = 0
         self.carts_lost = 0
         self.relogins = 0
+        self.ok_by_worker: dict[str, int] = {}
         self.current: Second | None = None
         self.series: deque[dict[str, Any]] = deque(maxlen=SERIES_SECONDS)
         self.closed: list[Second] = []  # seconds closed since the last drain_closed()
@@ -214,9 +215,10 @@ class Metrics:
 
     # -- recording (called by the virtual users) --
 
-    def request_ok(self, latency: float) -> None:
+    def request_ok(self, latency: float, worker: str = "?") -> None:
         second = self._second()
         self.requests_ok += 1
+        self.ok_by_worker[worker] = self.ok_by_worker.get(worker, 0) + 1
         second.ok += 1
         second.histogram.add(latency)
         self.whole_run.add(latency)

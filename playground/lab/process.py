@@ -77,6 +77,9 @@ class WorkerSpec:
     redis_url: str | None = None
     prefix: str = "lab:default:"
     work_ms: float = 0.0
+    concurrency: int = 1
+    version: int = 1
+    handoff: bool = False  # stateful workers hand their sessions to the store on a stop
 
     def command(self, name: str) -> list[str]:
         # -S: no site-packages; the worker uses the standard library only and starts faster.
@@ -97,9 +100,15 @@ class WorkerSpec:
             self.prefix,
             "--work-ms",
             str(self.work_ms),
+            "--concurrency",
+            str(self.concurrency),
+            "--version",
+            str(self.version),
         ]
         if self.redis_url:
             args += ["--redis-url", self.redis_url]
+        if self.handoff:
+            args.append("--handoff")
         return args
 
 
@@ -118,6 +127,7 @@ class WorkerProcess:
     crash_times: deque[float] = field(default_factory=lambda: deque(maxlen=CRASH_LIMIT))
     crash_loop: bool = False
     spawn_ms: float | None = None
+    version: int = 0  # the release its current process runs
     spawn_history: list[float] = field(default_factory=list)
     stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=20))
     restart_task: asyncio.Task[None] | None = None
@@ -226,6 +236,7 @@ class Supervisor:
         worker.expected_exit = None
         worker.port = None
         worker.stderr_tail.clear()
+        worker.version = self.spec.version
         started = time.perf_counter()
         try:
             process = await asyncio.create_subprocess_exec(

@@ -21,7 +21,7 @@ from .wire import BadMessage, Connection, Request, Response
 
 log = logging.getLogger(__name__)
 HOST = "127.0.0.1"
-REQUEST_TIMEOUT = 2.5  # longer than the balancer's upstream timeout: its 504 comes first
+REQUEST_TIMEOUT = 4.0  # longer than the balancer's upstream timeout: its 504 comes first
 # Timeouts use `asyncio.timeout()`, never `asyncio.wait_for()`: on Python 3.11 wait_for
 # can swallow a cancellation that races with its result, and a lab would never close.
 CATALOG = 40
@@ -44,9 +44,11 @@ class VirtualUser:
         port: int,
         metrics: Metrics,
         period: Callable[[], float],
+        session_ttl: Callable[[], float] = lambda: float("inf"),
         seed: int | None = None,
     ) -> None:
         self.name = name
+        self.session_ttl = session_ttl  # how long it keeps a session before it leaves
         self.port = port
         self.metrics = metrics
         self.period = period  # seconds between this user's requests, on average
@@ -55,6 +57,7 @@ class VirtualUser:
         self.cookies: dict[str, str] = {}
         self.session: str | None = None
         self.session_worker: str | None = None  # the worker that created the session
+        self.session_since = 0.0  # when it logged in (time.monotonic)
         # What the cart may hold: one list when the user knows, several after a request
         # failed mid-flight (it may or may not have been applied), None when unknown.
         self.carts: list[Cart] | None = [[]]
@@ -116,6 +119,8 @@ class VirtualUser:
                 self.carts = None
 
     async def journey(self) -> None:
+        if self.session is not None and time.monotonic() - self.session_since > self.session_ttl():
+            await self.log_out()  # this visitor leaves; a new one arrives with no cookie
         while self.session is None:
             await self.login()
         for _ in range(self.rng.randint(1, 4)):
@@ -131,10 +136,21 @@ class VirtualUser:
             return
         self.session = response.json()["session"]
         self.session_worker = response.header("X-Worker")
+        self.session_since = time.monotonic()
         self.carts = [[]]
         if self.relogin_due:
             self.metrics.relogin()
             self.relogin_due = False
+
+    async def log_out(self) -> None:
+        """End the session on purpose (not a loss): log out, forget every cookie, so the
+        balancer places the next session afresh."""
+        response = await self.send("POST", "/logout", None)
+        if response is not None and response.status == 401:
+            self._check_session(response)  # it was gone already: that was a loss
+        self.session = None
+        self.cookies.clear()
+        self.carts = [[]]
 
     async def add_item(self) -> None:
         sku = f"sku-{self.rng.randint(1, CATALOG):02d}"
@@ -242,7 +258,7 @@ class VirtualUser:
             name, _, value = header.split(";", 1)[0].partition("=")
             self.cookies[name.strip()] = value.strip()
         if response.status < 300:
-            self.metrics.request_ok(latency)
+            self.metrics.request_ok(latency, response.header("X-Worker") or "?")
             return response
         if response.status == 401 or (response.status == 400 and path == "/checkout"):
             return response  # the caller compares it with what the user knows
@@ -253,10 +269,19 @@ class VirtualUser:
 class Crowd:
     """All the virtual users of a lab, sharing the request rate."""
 
-    def __init__(self, *, port: int, metrics: Metrics, users: int, rate: float) -> None:
+    def __init__(
+        self,
+        *,
+        port: int,
+        metrics: Metrics,
+        users: int,
+        rate: float,
+        session_ttl: float = float("inf"),
+    ) -> None:
         self.port = port
         self.metrics = metrics
         self.rate = rate
+        self.session_ttl = session_ttl
         self.users: dict[str, VirtualUser] = {}
         self.size = users
 
@@ -265,7 +290,11 @@ class Crowd:
 
     def _new(self, number: int) -> VirtualUser:
         user = VirtualUser(
-            f"user-{number}", port=self.port, metrics=self.metrics, period=self.period
+            f"user-{number}",
+            port=self.port,
+            metrics=self.metrics,
+            period=self.period,
+            session_ttl=lambda: self.session_ttl,
         )
         self.users[user.name] = user
         return user

@@ -36,7 +36,26 @@ MIN_PUSH_GAP = 0.05  # at most 20 snapshots a second per lab, however busy its e
 # What a lab.create may set (the contract's `config`, see docs/playground-contract.md); the
 # rest of LabConfig is the host's business. Not the knobs of a running lab: those are
 # playground.lab.config.SETTABLE, which also has auto_restart and lacks mode and workers.
-CREATE_FIELDS = frozenset({"mode", "workers", "users", "rate", "sticky", "balancing"})
+CREATE_FIELDS = frozenset(
+    {
+        "mode",
+        "workers",
+        "users",
+        "rate",
+        "sticky",
+        "balancing",
+        "workload",
+        "work_ms",
+        "worker_concurrency",
+        "persistence",
+        "store_latency_ms",
+        "store_jitter_ms",
+        "handoff",
+        "session_ttl",
+        "rooms",
+        "jitter",
+    }
+)
 
 
 class HostAlreadyRunning(RuntimeError):
@@ -77,7 +96,6 @@ class LabHost:
         layer: Any,
         redis: Any,
         name: str = labprotocol.HOST_CHANNEL,
-        lab_redis_url: str | None = None,
         limits: HostLimits | None = None,
         lab_factory: Callable[..., Lab] = Lab,
         clock: Callable[[], float] = time.monotonic,
@@ -86,7 +104,6 @@ class LabHost:
         self.layer = layer
         self.redis = redis
         self.name = name
-        self.lab_redis_url = lab_redis_url
         self.limits = limits or HostLimits()
         self.lab_factory = lab_factory
         self.clock = clock
@@ -330,7 +347,6 @@ class LabHost:
         try:
             config = LabConfig(
                 lab_id=lab_id,
-                redis_url=self.lab_redis_url,
                 **{k: v for k, v in settings.items() if k in CREATE_FIELDS},
             )
         except (LabError, TypeError) as exc:
@@ -568,6 +584,13 @@ def _operation(lab: Lab, message: dict[str, Any]) -> Callable[[], Awaitable[Any]
         return lab.worker_add
     if action == "reset":
         return lab.reset
+    if action == "deploy":
+        return lab.deploy
+    if action == "kill_store":
+        return lab.store_kill
+    if action == "restart_store":
+        persistence = value.get("persistence") if isinstance(value, dict) else None
+        return functools.partial(lab.store_restart, persistence)
     if action == "set":
         if not isinstance(value, dict) or not value:
             return "set needs an object of settings to change."

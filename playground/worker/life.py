@@ -86,6 +86,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--prefix", default="lab:default:")
     parser.add_argument("--session-ttl", type=float, default=1800.0)
     parser.add_argument("--max-sessions", type=int, default=100_000)
-    parser.add_argument("--work-ms", type=float, default=0.0, help="simulated work per request")
+    parser.add_argument("--work-ms", type=float, default=0.0, help="work per request (a wait)")
+    parser.add_argument(
+        "--concurrency", type=int, default=1, help="requests served at once; the rest queue"
+    )
+    parser.add_argument("--version", type=int, default=1, help="the release it runs (deploys)")
+    parser.add_argument(
+        "--handoff", action="store_true", help="stateful: hand sessions to the store on a stop"
+    )
     parser.add_argument("--parent-pid", type=int, default=0)
     return parser.parse_args(argv)

@@ -12,6 +12,7 @@ Standard library only, never redis-py or Django (see below).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 REDIS_TIMEOUT = 1.0
@@ -90,6 +91,29 @@ class RedisClient:
         self.idle.append(conn)
         return reply
 
+    async def pipeline(self, commands: Sequence[tuple[str, ...]]) -> list[Any]:
+        """Send many commands at once and read their replies: one round trip, not n."""
+        if not commands:
+            return []
+        conn = self.idle.pop() if self.idle else None
+        try:
+            if conn is None:
+                async with asyncio.timeout(REDIS_TIMEOUT):
+                    conn = await self.connect()
+            async with asyncio.timeout(REDIS_TIMEOUT * 2):
+                conn[1].write(b"".join(encode(args) for args in commands))
+                replies = [await RedisClient.reply(conn[0]) for _ in commands]
+        except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
+            if conn is not None:
+                conn[1].close()
+            raise RedisError(f"Redis unavailable: {exc!r}") from exc
+        except BaseException:
+            if conn is not None:
+                conn[1].close()
+            raise
+        self.idle.append(conn)
+        return replies
+
     async def connect(self) -> Connection:
         conn = await asyncio.open_connection(self.host, self.port)
         if self.password:
@@ -102,11 +126,7 @@ class RedisClient:
     @staticmethod
     async def call(conn: Connection, args: tuple[str, ...]) -> Any:
         reader, writer = conn
-        out = [b"*%d\r\n" % len(args)]
-        for arg in args:
-            data = arg.encode()
-            out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-        writer.write(b"".join(out))
+        writer.write(encode(args))
         return await RedisClient.reply(reader)
 
     @staticmethod
@@ -131,3 +151,12 @@ class RedisClient:
         for _, writer in self.idle:
             writer.close()
         self.idle.clear()
+
+
+def encode(args: tuple[str, ...]) -> bytes:
+    """One command in RESP."""
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg.encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)

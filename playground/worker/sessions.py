@@ -50,6 +50,57 @@ class MemorySessions:
         return None
 
 
+class HandoffSessions(MemorySessions):
+    """Stateful, with a drain that hands off: sessions live in memory; asked to hand off
+    (before a graceful stop), the worker writes them all to the store and from then on
+    writes through; a worker that misses a session looks for a handed-off one there and
+    takes it over. A kill hands off nothing."""
+
+    def __init__(self, ttl: float, max_sessions: int, url: str, prefix: str) -> None:
+        super().__init__(ttl, max_sessions)
+        self.redis = RedisClient(url)
+        self.prefix = prefix
+        self.writing_through = False
+
+    def key(self, sid: str) -> str:
+        return f"{self.prefix}handoff:{sid}"
+
+    async def load(self, sid: str) -> dict[str, Any] | None:
+        session = await super().load(sid)
+        if session is not None or self.writing_through:
+            return session
+        raw = await self.redis.command("GETDEL", self.key(sid))
+        if raw is None:
+            return None
+        session = json.loads(raw)
+        await super().save(sid, session)  # ours now
+        return session
+
+    async def save(self, sid: str, session: dict[str, Any]) -> None:
+        await super().save(sid, session)
+        if self.writing_through:
+            await self.redis.command("SET", self.key(sid), json.dumps(session), "EX", "60")
+
+    async def delete(self, sid: str) -> None:
+        await super().delete(sid)
+        if self.writing_through:
+            await self.redis.command("DEL", self.key(sid))
+
+    async def hand_off(self) -> int:
+        """Write every session to the store in one round trip; write through after."""
+        self.count()  # drop the expired ones first
+        commands = [
+            ("SET", self.key(sid), json.dumps(session), "EX", "60")
+            for sid, (_, session) in self.data.items()
+        ]
+        await self.redis.pipeline(commands)
+        self.writing_through = True
+        return len(commands)
+
+    async def close(self) -> None:
+        await self.redis.close()
+
+
 class RedisSessions:
     """Stateless: every request loads and saves its session in Redis (raises RedisError
     when Redis cannot be reached)."""

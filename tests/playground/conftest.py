@@ -90,7 +90,7 @@ async def start_labhost(redis_url: str, settings: Any) -> AsyncIterator[Callable
         name = name or f"labhost-test-{uuid.uuid4().hex[:8]}"
         layer = RedisChannelLayer(hosts=[redis_url], expiry=30, capacity=1000)
         client = redis.asyncio.Redis.from_url(redis_url)
-        host = LabHost(layer=layer, redis=client, name=name, lab_redis_url=redis_url, limits=limits)
+        host = LabHost(layer=layer, redis=client, name=name, limits=limits)
         stop = asyncio.Event()
         task = asyncio.create_task(host.run(stop))
         await eventually(lambda: client_exists(redis_url, labprotocol.heartbeat_key(name)), 5)

@@ -67,7 +67,6 @@ class Command(BaseCommand):
             layer=get_channel_layer(),
             redis=client,
             name=name,
-            lab_redis_url=settings.REDIS_URL,
             limits=HostLimits(max_labs=max_labs),
         )
         self.stdout.write(f"lab host {host.name!r} running (Ctrl-C stops it and every lab)")

@@ -1,105 +1,210 @@
 """Run one lab scenario headless and report what was measured.
 
     python manage.py runscenario --mode stateful --workers 3 --users 12 --seconds 10 \\
-        --kill worker-1@4 --json
+        --at 4:kill:worker-1 --at 6:deploy --json
 
-A thin shell over playground.lab: parse, run, print. Sessions held by a killed worker are
+A thin shell over playground.lab.scenario: parse, run, print. Sessions held by a killed worker are
 read from its own /health just before the SIGKILL ("health_before_kill"); only if it
 cannot answer (paused) the last health poll, at most one interval old, is used.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
-import re
 import time
-from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from config.embedded_redis import ensure_redis_url
-from playground.lab import Lab, LabConfig, LabError
-from playground.lab.process import find_orphans
+from playground.lab import LabConfig, LabError
+from playground.lab.config import MAX_ROOMS, MAX_STORE_LATENCY_MS, MAX_WORK_MS
+from playground.lab.scenario import (
+    LAB_VERBS,
+    SETTINGS,
+    WORKER_VERBS,
+    ScenarioError,
+    action_parse,
+    kill_parse,
+    scenario_run,
+)
 
-KILL = re.compile(r"^(worker-\d+)@(\d+(?:\.\d+)?)$")
-MAX_SECONDS = 600.0
+EPILOG = f"""
+actions (--at SECONDS:ACTION, repeatable, done in time order):
+  {", ".join(f"{verb}:worker-N" for verb in WORKER_VERBS)}
+  {", ".join(LAB_VERBS)}, restart-store:none|aof
+  set:KEY=VALUE with KEY one of {", ".join(SETTINGS)} (sticky=on|off)
 
-
-@dataclass
-class Kill:
-    worker: str
-    at: float
-
-
-def parse_kill(value: str) -> Kill:
-    match = KILL.match(value)
-    if match is None:
-        raise CommandError(f"--kill {value!r}: write it as worker-N@SECONDS, e.g. worker-1@4")
-    return Kill(match.group(1), float(match.group(2)))
+examples:
+  # a kill under load fails the requests in flight; a graceful stop fails none
+  manage.py runscenario --workers 3 --users 50 --rate 200 --seconds 8 \\
+      --at 3:kill:worker-1 --at 5:stop:worker-2 --json
+  # a deploy: stateful loses every session, stateless none
+  manage.py runscenario --mode stateful --seconds 10 --at 3:deploy --json
+  # the store restarts empty without persistence; with AOF sessions survive
+  manage.py runscenario --mode stateless --persistence aof --seconds 8 --at 4:restart-store
+  # stateless latency follows the store's injected delay
+  manage.py runscenario --mode stateless --store-latency-ms 20 --seconds 6
+"""
 
 
 class Command(BaseCommand):
-    help = "Run a lab for some seconds (optionally killing workers) and report the figures."
+    help = (
+        "Run a lab for some seconds, do actions at set times (kills, stops, deploys, the "
+        "store, settings) and report what was measured, as text or JSON."
+    )
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        parser.epilog = EPILOG
+        parser.formatter_class = argparse.RawDescriptionHelpFormatter
+        return parser
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--mode", choices=("stateful", "stateless"), default="stateful")
-        parser.add_argument("--workers", type=int, default=3)
-        parser.add_argument("--users", type=int, default=12)
-        parser.add_argument("--seconds", type=float, default=10.0)
-        parser.add_argument(
-            "--rate", type=float, default=40.0, help="total requests per second of all users"
+        lab = parser.add_argument_group("the lab")
+        lab.add_argument(
+            "--mode",
+            choices=("stateful", "stateless"),
+            default="stateful",
+            help="stateful: sessions in each worker's memory; stateless: in the lab's store",
         )
-        parser.add_argument(
+        lab.add_argument(
+            "--workload",
+            choices=("shop", "chat"),
+            default="shop",
+            help="shop: HTTP requests with sessions and carts; chat: WebSockets",
+        )
+        lab.add_argument("--workers", type=int, default=3, help="1 to 6, e.g. --workers 3")
+        lab.add_argument("--users", type=int, default=12, help="virtual users, 1 to 50")
+        lab.add_argument("--seconds", type=float, default=10.0, help="how long the run lasts")
+        lab.add_argument(
+            "--rate",
+            type=float,
+            default=40.0,
+            help="total requests per second of all users (1 to 200), e.g. --rate 200",
+        )
+        lab.add_argument(
             "--balancing", choices=("round_robin", "least_conn"), default="round_robin"
         )
-        parser.add_argument(
+        lab.add_argument(
             "--sticky", action="store_true", default=True, help="sticky sessions (the default)"
         )
-        parser.add_argument("--no-sticky", action="store_false", dest="sticky")
-        parser.add_argument("--auto-restart", action="store_true")
-        parser.add_argument(
+        lab.add_argument(
+            "--no-sticky",
+            action="store_false",
+            dest="sticky",
+            help="any request may land on any worker",
+        )
+        lab.add_argument(
+            "--auto-restart", action="store_true", help="restart crashed workers (100 ms, doubling)"
+        )
+        lab.add_argument(
+            "--work-ms",
+            type=float,
+            default=None,
+            help=f"each request's work in a worker, 0 to {MAX_WORK_MS:g} ms (a wait, "
+            "like a database call; default 40), e.g. --work-ms 40",
+        )
+        lab.add_argument(
+            "--worker-concurrency",
+            type=int,
+            default=None,
+            help="requests a worker serves at once; the rest queue (default 1), e.g. 4",
+        )
+        lab.add_argument(
+            "--session-ttl",
+            type=float,
+            default=None,
+            help="seconds a user keeps a session before a new visitor replaces it "
+            "(default 1800), e.g. --session-ttl 5",
+        )
+        store = parser.add_argument_group("the store (stateless labs, or --handoff)")
+        store.add_argument(
+            "--persistence",
+            choices=("none", "aof"),
+            default="none",
+            help="none: a restart starts empty; aof: appendonly, fsync everysec",
+        )
+        store.add_argument(
+            "--store-latency-ms",
+            type=float,
+            default=0.0,
+            help=f"added to every store round trip, 0 to {MAX_STORE_LATENCY_MS:g}, e.g. 20",
+        )
+        store.add_argument(
+            "--store-jitter-ms",
+            type=float,
+            default=0.0,
+            help="plus up to this much, at random, e.g. 5",
+        )
+        store.add_argument(
+            "--handoff",
+            action="store_true",
+            help="stateful: workers write their sessions to the store before a graceful stop",
+        )
+        chat = parser.add_argument_group("chat (--workload chat)")
+        chat.add_argument(
+            "--rooms", type=int, default=None, help=f"chat rooms, 1 to {MAX_ROOMS} (default 3)"
+        )
+        chat.add_argument(
+            "--jitter",
+            action="store_true",
+            default=True,
+            help="reconnect with exponential backoff and full jitter (default)",
+        )
+        chat.add_argument(
+            "--no-jitter",
+            action="store_false",
+            dest="jitter",
+            help="reconnect at once: the thundering herd",
+        )
+        run = parser.add_argument_group("what happens")
+        run.add_argument(
+            "--at",
+            action="append",
+            default=[],
+            metavar="SECONDS:ACTION",
+            help="do ACTION at that second, e.g. --at 4:kill:worker-1 (repeatable; see below)",
+        )
+        run.add_argument(
             "--kill",
             action="append",
             default=[],
             metavar="WORKER@SECONDS",
-            help="SIGKILL a worker at that second, e.g. worker-1@4 (repeatable)",
+            help="short for --at SECONDS:kill:WORKER, e.g. --kill worker-1@4",
         )
-        parser.add_argument("--json", action="store_true", help="print one JSON object")
+        run.add_argument("--json", action="store_true", help="print one JSON object")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        seconds = options["seconds"]
-        if not 0 < seconds <= MAX_SECONDS:
-            raise CommandError(f"--seconds must be more than 0 and at most {MAX_SECONDS:g}.")
-        redis_url = getattr(settings, "REDIS_URL", "") or ensure_redis_url()
+        optional = {
+            "work_ms": options["work_ms"],
+            "worker_concurrency": options["worker_concurrency"],
+            "session_ttl": options["session_ttl"],
+            "rooms": options["rooms"],
+        }
         try:
             config = LabConfig(
                 lab_id=f"scenario-{int(time.time())}",
                 mode=options["mode"],
+                workload=options["workload"],
                 workers=options["workers"],
                 users=options["users"],
                 rate=options["rate"],
                 sticky=options["sticky"],
                 balancing=options["balancing"],
                 auto_restart=options["auto_restart"],
-                redis_url=redis_url,
+                persistence=options["persistence"],
+                store_latency_ms=options["store_latency_ms"],
+                store_jitter_ms=options["store_jitter_ms"],
+                handoff=options["handoff"],
+                jitter=options["jitter"],
+                **{k: v for k, v in optional.items() if v is not None},
             )
-            kills = sorted((parse_kill(k) for k in options["kill"]), key=lambda k: k.at)
-            for kill in kills:
-                if kill.at >= seconds:
-                    raise CommandError(
-                        f"--kill {kill.worker}@{kill.at:g} is not before the end ({seconds:g} s)."
-                    )
-                number = int(kill.worker.split("-")[1])
-                if not 1 <= number <= options["workers"]:
-                    raise CommandError(
-                        f"--kill {kill.worker}: the lab has worker-1 to "
-                        f"worker-{options['workers']}."
-                    )
-            report = asyncio.run(run_scenario(config, seconds, kills))
-        except LabError as exc:
+            actions = [kill_parse(k) for k in options["kill"]]
+            actions += [action_parse(a) for a in options["at"]]
+            report = asyncio.run(scenario_run(config, options["seconds"], actions))
+        except (LabError, ScenarioError) as exc:
             raise CommandError(str(exc)) from exc
         except KeyboardInterrupt:
             # Ctrl-C: asyncio.run cancelled the scenario, whose `finally` closed the lab.
@@ -111,56 +216,6 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(report))
         else:
             self.stdout.write(render(report))
-
-
-async def run_scenario(config: LabConfig, seconds: float, kills: list[Kill]) -> dict[str, Any]:
-    lab = Lab(config)
-    try:
-        await lab.start()
-        for kill in kills:
-            await asyncio.sleep(max(0.0, kill.at - lab.now()))
-            await lab.worker_kill(kill.worker)
-        await asyncio.sleep(max(0.0, seconds - lab.now()))
-        lab.metrics.tick()
-        snapshot = lab.snapshot()
-        spawn_times = lab.spawn_times
-    finally:
-        await lab.close()
-    orphans = find_orphans(lab.all_pids())
-    disruptions = lab.disruption_log()
-    first_kill = disruptions[0]["t"] if disruptions else None
-    report: dict[str, Any] = {
-        "mode": config.mode,
-        "workers": config.workers,
-        "users": config.users,
-        "rate": config.rate,
-        "sticky": config.sticky,
-        "balancing": config.balancing,
-        "seconds": seconds,
-        **{k: v for k, v in snapshot["metrics"].items() if k != "rps"},
-        "sessions_held_by_killed": sum(d["sessions_held"] for d in disruptions),
-        "kills": [
-            {
-                "worker": d["worker"],
-                "pid": d["pid"],
-                "at": round(d["t"], 3),
-                "sessions_held": d["sessions_held"],
-                "sessions_held_source": d["sessions_source"],
-                "requests_in_flight": d["inflight"],
-                "marked_down_after_ms": d["marked_down_after_ms"],
-            }
-            for d in disruptions
-        ],
-        "spawn_to_ready_ms": {name: times[0] for name, times in spawn_times.items() if times},
-        "orphans_after": len(orphans),
-        "events": [f"{e['t']:7.3f}s {e['text']}" for e in snapshot["events"]],
-    }
-    if first_kill is not None:
-        before = lab.metrics.latency_between(0.0, first_kill)
-        after = lab.metrics.latency_between(first_kill)
-        report["latency_before_kill"] = {k: before[k] for k in ("count", "p50_ms", "p99_ms")}
-        report["latency_after_kill"] = {k: after[k] for k in ("count", "p50_ms", "p99_ms")}
-    return report
 
 
 def render(report: dict[str, Any]) -> str:
@@ -184,6 +239,20 @@ def render(report: dict[str, Any]) -> str:
             f"sessions, {kill['requests_in_flight']} requests in flight; marked down "
             + (f"after {down:.0f} ms" if down is not None else "never")
         )
+    for stop in report["stops"]:
+        lines.append(
+            f"  stopped {stop['worker']} at {stop['at']:.1f} s: {stop['requests_in_flight']} "
+            f"requests in flight, {stop['requests_failed']} failed"
+        )
+    if report["deploy_seconds"] is not None:
+        lines.append(f"  deploy took       {report['deploy_seconds']:.1f} s")
+    if report["store_restarts"]:
+        lines.append(f"  store restarts    {report['store_restarts']}")
+    shares = ", ".join(
+        f"{name} {w['share'] * 100:.0f}% ({w['sessions']} sessions)"
+        for name, w in report["per_worker"].items()
+    )
+    lines.append(f"  per worker        {shares}")
     if "latency_before_kill" in report:
         b, a = report["latency_before_kill"], report["latency_after_kill"]
         lines.append(

@@ -14,8 +14,13 @@ from typing import Any
 import psutil
 import pytest
 
-from playground.lab import Lab, LabConfig
+from playground.lab import Lab, LabConfig, store
 from playground.lab.process import find_orphans, spawned_pids
+
+
+def every_spawned() -> set[int]:
+    """Workers and stores this test process ever started."""
+    return spawned_pids() | store.spawned_pids()
 
 
 def live_children() -> set[int]:
@@ -33,9 +38,9 @@ def _status(proc: psutil.Process) -> str | None:
 @pytest.fixture(autouse=True)
 def no_orphans() -> Iterator[None]:
     children_before = live_children()
-    spawned_before = spawned_pids()
+    spawned_before = every_spawned()
     yield
-    spawned = spawned_pids() - spawned_before
+    spawned = every_spawned() - spawned_before
     deadline = time.monotonic() + 3.0
     while True:
         orphans = find_orphans(spawned)
@@ -68,18 +73,17 @@ async def make_lab(redis_url: str, request: pytest.FixtureRequest) -> AsyncItera
     """Start small labs (2-3 workers, a few users); all closed at the end of the test."""
     labs: list[Lab] = []
 
-    async def factory(work_ms: float | None = None, **overrides: Any) -> Lab:
+    async def factory(**overrides: Any) -> Lab:
         values: dict[str, Any] = {
             "lab_id": f"t{len(labs)}{abs(hash(request.node.nodeid)) % 10**6}",
             "mode": "stateful",
             "workers": 3,
             "users": 9,
             "rate": 40.0,
-            "redis_url": redis_url,
         }
         values.update(overrides)
         config = LabConfig(**values)
-        lab = Lab(config) if work_ms is None else Lab(config, work_ms=work_ms)
+        lab = Lab(config)
         labs.append(lab)
         await lab.start()
         return lab
