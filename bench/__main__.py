@@ -28,6 +28,12 @@ BENCHMARKS: dict[str, tuple[str, str, str, int]] = {
         "stateless minus stateful latency vs Redis round trip",
         180,
     ),
+    "scaling": (
+        "bench.scaling",
+        "run",
+        "throughput at 1 to 6 workers under saturating load, and a lab's store",
+        240,
+    ),
     "kill": ("bench.kill", "run", "kill over a WebSocket to the worker shown down", 300),
     "labs": ("bench.labs", "run", "concurrent labs one host holds with update lag p95 ok", 300),
     # The limit grows with --soak-minutes (see main).

@@ -1,5 +1,7 @@
-"""What keeping sessions in Redis costs a request: stateless minus stateful latency, next to
-the raw Redis round trip (GET + SET, redis-py) measured on the same Redis in the same run.
+"""What keeping sessions in a store costs a request: stateless minus stateful latency, next
+to the raw round trip (GET + SET, redis-py) on the stateless lab's own store in the same run,
+directly and through the lab's latency proxy (at 0 ms injected: what the proxy itself adds),
+and the same difference with 20 ms injected into every store round trip.
 
 Both labs run side by side in this process with the same users and rate, so the machine's
 noise hits both; their latencies are the engine's own (every request a virtual user sent,
@@ -15,25 +17,32 @@ import sys
 
 from config.lifeline import die_with_parent
 
-from .common import ROOT, Report, Stack, Target, fmt, percentile, run_async
+from .common import ROOT, Report, Target, fmt, percentile, run_async
 from .redis_probe import pairs
 from .workers import MODES, lab_pair
 
 USERS = 12
 RATE = 40.0  # requests/s per lab: twice the default, for more samples behind each p99
 PROBE_RATE = 100.0  # paced, so the probe itself adds little load
+INJECTED_MS = 20.0
 
 
 async def _labs_and_probe(
-    redis_url: str, seconds: float, warm: float
-) -> tuple[dict[str, dict[str, float]], list[float]]:
-    async with lab_pair(redis_url, users=USERS, rate=RATE) as labs:
+    seconds: float, warm: float, store_latency_ms: float = 0.0
+) -> tuple[dict[str, dict[str, float]], list[float], list[float], list[float]]:
+    """The labs' latencies in a window, the probe's pairs (direct to the store) during it,
+    then pairs back to back directly and through the proxy."""
+    import redis
+
+    async with lab_pair(users=USERS, rate=RATE, store_latency_ms=store_latency_ms) as labs:
+        store = labs["stateless"].store
+        direct_url = f"redis://127.0.0.1:{store.port}/0"
         probe = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "bench.redis_probe",
             "--url",
-            redis_url,
+            direct_url,
             "--seconds",
             str(seconds),
             "--rate",
@@ -66,48 +75,56 @@ async def _labs_and_probe(
             if probe.returncode is None:
                 probe.kill()
                 await probe.wait()
-    return found, json.loads(out)
+        clients = [redis.Redis.from_url(u, socket_timeout=5) for u in (direct_url, store.url)]
+        try:
+            direct, proxied = [
+                await asyncio.to_thread(pairs, client, count=500) for client in clients
+            ]
+        finally:
+            for client in clients:
+                client.close()
+    return found, json.loads(out), direct, proxied
 
 
 def run(quick: bool) -> Report:
-    import redis
-
-    report = Report("latency", "Stateless minus stateful latency vs the Redis round trip")
+    report = Report("latency", "Stateless minus stateful latency vs the store round trip")
     seconds, warm = (5.0, 1.0) if quick else (12.0, 2.0)
-    with Stack("bench-latency-") as stack:
-        server = stack.redis()
-        labs, busy = run_async(_labs_and_probe(server.url, seconds, warm), seconds + 90)
-        client = redis.Redis.from_url(server.url, socket_timeout=5)
-        try:
-            pairs(client, count=200)  # warm-up
-            idle = pairs(client, count=2000)
-        finally:
-            client.close()
+    labs, busy, direct, proxied = run_async(_labs_and_probe(seconds, warm), seconds + 90)
+    slowed, *_ = run_async(_labs_and_probe(seconds, warm, INJECTED_MS), seconds + 90)
 
     report.say(
         f"A stateful and a stateless lab side by side (3 workers, {USERS} users, {RATE:g} "
-        f"req/s each, sticky), {seconds:g}s window after {warm:g}s; the redis-py probe "
-        f"({PROBE_RATE:g} pairs/s, own process) runs in the same window on the same Redis."
+        f"req/s each, sticky, 40 ms of work a request, one at a time), {seconds:g}s window "
+        f"after {warm:g}s; the redis-py probe ({PROBE_RATE:g} pairs/s, own process) runs in "
+        f"the same window on the stateless lab's own store. Then 500 pairs back to back, "
+        f"directly and through the lab's proxy (0 ms injected); then the same two labs with "
+        f"{INJECTED_MS:g} ms injected into every store round trip."
     )
     report.say()
     rows: list[list[object]] = []
-    for mode in MODES:
-        m = labs[mode]
+    for label, found in (("", labs), (f" (+{INJECTED_MS:g} ms)", slowed)):
+        for mode in MODES:
+            m = found[mode]
+            rows.append(
+                [
+                    f"{mode} lab request{label}",
+                    int(m["count"]),
+                    m["p50_ms"],
+                    m["p95_ms"],
+                    m["p99_ms"],
+                    int(m["failed"]),
+                ]
+            )
+        diff = {
+            p: found["stateless"][p] - found["stateful"][p] for p in ("p50_ms", "p95_ms", "p99_ms")
+        }
         rows.append(
-            [
-                f"{mode} lab request",
-                int(m["count"]),
-                m["p50_ms"],
-                m["p95_ms"],
-                m["p99_ms"],
-                int(m["failed"]),
-            ]
+            [f"stateless - stateful{label}", "", diff["p50_ms"], diff["p95_ms"], diff["p99_ms"], ""]
         )
-    diff = {p: labs["stateless"][p] - labs["stateful"][p] for p in ("p50_ms", "p95_ms", "p99_ms")}
-    rows.append(["stateless - stateful", "", diff["p50_ms"], diff["p95_ms"], diff["p99_ms"], ""])
     for label, samples in (
-        ("Redis GET+SET, during the labs", busy),
-        ("Redis GET+SET, idle, after", idle),
+        ("store GET+SET, during the labs", busy),
+        ("store GET+SET, direct, after", direct),
+        ("store GET+SET, through the proxy", proxied),
     ):
         rows.append(
             [
@@ -120,12 +137,29 @@ def run(quick: bool) -> Report:
             ]
         )
     report.table(["what", "count", "p50 ms", "p95 ms", "p99 ms", "failed"], rows, digits=2)
+    plain = labs["stateless"]["p50_ms"] - labs["stateful"]["p50_ms"]
+    injected = slowed["stateless"]["p50_ms"] - slowed["stateful"]["p50_ms"]
     report.targets.append(
         Target(
-            "stateless - stateful latency p50 / p99",
-            "compare with Redis GET+SET",
-            f"{fmt(diff['p50_ms'], 2)} / {fmt(diff['p99_ms'], 2)} ms vs Redis pair "
-            f"{fmt(percentile(busy, 50), 2)} / {fmt(percentile(busy, 99), 2)} ms",
+            "stateless - stateful latency p50",
+            "compare with the store's GET+SET",
+            f"{fmt(plain, 2)} ms vs a store pair {fmt(percentile(busy, 50), 2)} ms",
+            None,
+        )
+    )
+    report.targets.append(
+        Target(
+            f"the difference with {INJECTED_MS:g} ms injected",
+            f"about {INJECTED_MS:g} ms x round trips per request (1 to 2)",
+            f"{fmt(injected, 2)} ms",
+            None,
+        )
+    )
+    report.targets.append(
+        Target(
+            "the proxy's own cost at 0 ms (p50)",
+            "small next to a pair",
+            f"{fmt(percentile(proxied, 50) - percentile(direct, 50), 3)} ms",
             None,
         )
     )

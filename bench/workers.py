@@ -90,13 +90,12 @@ def run_spawn(quick: bool) -> Report:
 
 
 @contextlib.asynccontextmanager
-async def lab_pair(redis_url: str, **config: Any) -> AsyncIterator[dict[str, Any]]:
-    """A stateful and a stateless lab with the same settings, both running, always closed."""
+async def lab_pair(**config: Any) -> AsyncIterator[dict[str, Any]]:
+    """A stateful and a stateless lab with the same settings, both running, always closed.
+    The stateless one has its own store (a redis-server of the lab's)."""
     lab_module = require_import("playground.lab", "the lab engine is missing")
     labs = {
-        mode: lab_module.Lab(
-            lab_module.LabConfig(lab_id=f"bench-{mode}", mode=mode, redis_url=redis_url, **config)
-        )
+        mode: lab_module.Lab(lab_module.LabConfig(lab_id=f"bench-{mode}", mode=mode, **config))
         for mode in MODES
     }
     try:
@@ -115,16 +114,16 @@ async def lab_pair(redis_url: str, **config: Any) -> AsyncIterator[dict[str, Any
 # -- memory per worker ------------------------------------------------------------------------
 
 
-async def _memory(redis_url: str, seconds: float) -> dict[str, list[dict[str, float]]]:
+async def _memory(seconds: float) -> dict[str, list[dict[str, float]]]:
     import psutil
 
     found: dict[str, list[dict[str, float]]] = {}
-    async with lab_pair(redis_url) as labs:
+    async with lab_pair() as labs:
         await asyncio.sleep(seconds)
         for mode, lab in labs.items():
             sessions = {w["pid"]: w["sessions"] for w in lab.snapshot()["workers"]}
             found[mode] = []
-            for pid in lab.pids():
+            for pid in lab.supervisor.live_pids():  # workers only, not a lab's store
                 try:
                     info = psutil.Process(pid).memory_full_info()
                 except psutil.Error:
@@ -142,9 +141,7 @@ async def _memory(redis_url: str, seconds: float) -> dict[str, list[dict[str, fl
 def run_memory(quick: bool) -> Report:
     report = Report("memory", "Memory per worker process (psutil USS and RSS)")
     seconds = 3.0 if quick else 8.0
-    with Stack("bench-memory-") as stack:
-        redis = stack.redis()
-        found = run_async(_memory(redis.url, seconds), limit=seconds + 60)
+    found = run_async(_memory(seconds), limit=seconds + 60)
     report.say(
         f"One lab per mode side by side (3 workers, 12 users, 20 req/s, sticky), read after "
         f"{seconds:g}s of traffic. USS: memory only that process holds (what killing it frees)."

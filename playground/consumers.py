@@ -357,8 +357,12 @@ class LabConsumer(AsyncJsonWebsocketConsumer):
 
 def lab_context(lab_id: str, snapshot: dict[str, Any]) -> dict[str, Any]:
     """What the live partials need: the snapshot, plus a few values worked out for display."""
-    workers = snapshot.get("workers", [])
+    workers = [
+        {**w, "share_pct": round(float(w.get("share", 0)) * 100)}
+        for w in snapshot.get("workers", [])
+    ]
     uptime = snapshot.get("uptime") or 0
+    deploys = snapshot.get("deploys") or []
     return {
         "oob": True,
         "lab_id": lab_id,
@@ -373,6 +377,8 @@ def lab_context(lab_id: str, snapshot: dict[str, Any]) -> dict[str, Any]:
         "workers_up": sum(1 for w in workers if w.get("status") == "up"),
         "can_add": len(workers) < MAX_WORKERS,
         "can_remove": len(workers) > 1,
+        "store": snapshot.get("store"),
+        "deploy_seconds": f"{deploys[-1]['seconds']:.1f}" if deploys else "–",
     }
 
 
@@ -385,8 +391,8 @@ def _clock(seconds: float) -> str:
 BAD_EVENTS = frozenset(
     {"killed", "crashed", "crash_loop", "down", "sessions_lost", "sessions_gone", "start_failed"}
 )
-GOOD_EVENTS = frozenset({"up", "started", "resumed", "restarted", "added"})
-WARN_EVENTS = frozenset({"paused", "stopping", "stopped", "restarting", "removed"})
+GOOD_EVENTS = frozenset({"up", "started", "resumed", "restarted", "added", "finished"})
+WARN_EVENTS = frozenset({"paused", "stopping", "stopped", "restarting", "removed", "failed"})
 
 
 def _tone(kind: str) -> str:

@@ -6,7 +6,17 @@ from typing import Any
 
 from django import forms
 
-from playground.lab.config import MAX_RATE, MAX_USERS, MAX_WORKERS, MIN_RATE
+from playground.lab.config import (
+    MAX_RATE,
+    MAX_STORE_LATENCY_MS,
+    MAX_USERS,
+    MAX_WORK_MS,
+    MAX_WORKER_CONCURRENCY,
+    MAX_WORKERS,
+    MIN_RATE,
+    WORK_MS,
+    WORKER_CONCURRENCY,
+)
 
 
 def start_initial(mode: str | None) -> dict[str, Any]:
@@ -19,6 +29,15 @@ def start_initial(mode: str | None) -> dict[str, Any]:
 
 
 class LabStartForm(forms.Form):
+    # How the start page lays them out: the first always shown, the rest under "More".
+    BASIC_FIELDS = ("workers", "users", "rate")
+    MORE_FIELDS = ("workload", "work_ms", "worker_concurrency", "persistence", "store_latency_ms")
+
+    @property
+    def more_open(self) -> bool:
+        """Open "More settings" when one of them has an error: the learner must see it."""
+        return any(name in self.errors for name in self.MORE_FIELDS)
+
     mode = forms.ChoiceField(
         choices=[("stateful", "Stateful"), ("stateless", "Stateless")],
         initial="stateful",
@@ -45,14 +64,60 @@ class LabStartForm(forms.Form):
         initial=20,
     )
     sticky = forms.BooleanField(label="Sticky sessions", required=False, initial=True)
+    workload = forms.ChoiceField(
+        required=False,
+        choices=[("shop", "Shop (HTTP requests)"), ("chat", "Chat (WebSocket connections)")],
+        initial="shop",
+        help_text="what the virtual users do",
+    )
+    work_ms = forms.FloatField(
+        required=False,
+        label="Work per request",
+        min_value=0,
+        max_value=MAX_WORK_MS,
+        initial=WORK_MS,
+        help_text="milliseconds of waiting (like a database call) in each request",
+    )
+    worker_concurrency = forms.IntegerField(
+        required=False,
+        label="Requests a worker serves at once",
+        min_value=1,
+        max_value=MAX_WORKER_CONCURRENCY,
+        initial=WORKER_CONCURRENCY,
+        help_text="1 is a synchronous worker; the rest wait in its queue",
+    )
+    persistence = forms.ChoiceField(
+        required=False,
+        label="Store persistence",
+        choices=[("none", "none (a restart starts empty)"), ("aof", "aof (append-only file)")],
+        initial="none",
+        help_text="stateless labs: the lab's own Redis",
+    )
+    store_latency_ms = forms.FloatField(
+        required=False,
+        label="Store latency",
+        min_value=0,
+        max_value=MAX_STORE_LATENCY_MS,
+        initial=0,
+        help_text="milliseconds added to every store round trip",
+    )
 
     def lab_config(self) -> dict[str, Any]:
         """The settings the lab host is asked to start the lab with (JSON-ready)."""
         data = self.cleaned_data
-        return {
+        config: dict[str, Any] = {
             "mode": data["mode"],
             "workers": data["workers"],
             "users": data["users"],
             "rate": float(data["rate"]),
             "sticky": data["sticky"],
         }
+        # Optional: a form posted without them (an older page, a script) gets the defaults.
+        optional = {
+            "workload": data["workload"] or None,
+            "work_ms": data["work_ms"],
+            "worker_concurrency": data["worker_concurrency"],
+            "persistence": data["persistence"] or None,
+            "store_latency_ms": data["store_latency_ms"],
+        }
+        return config | {k: v for k, v in optional.items() if v is not None}

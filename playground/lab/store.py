@@ -93,6 +93,7 @@ class Store:
             "--maxmemory", MAXMEMORY,
             "--maxmemory-policy", "noeviction",  # sessions must not be evicted silently
             "--loglevel", "warning",
+            "--logfile", self.log_path,
         ]  # fmt: skip
         started = time.perf_counter()
         try:
@@ -100,7 +101,7 @@ class Store:
                 *args,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL,
                 start_new_session=True,
                 preexec_fn=die_with_parent,
             )
@@ -116,7 +117,7 @@ class Store:
             async with asyncio.timeout(READY_TIMEOUT):
                 while True:
                     if process.returncode is not None:
-                        raise LabError(f"The store exited at start: {await self._stderr()}")
+                        raise LabError(f"The store exited at start: {self._log_tail()}")
                     with contextlib.suppress(OSError, RedisError):
                         # LOADING while it replays its AOF: not ready yet.
                         if await client.command("PING") == "PONG":
@@ -136,14 +137,17 @@ class Store:
         self.spawn_ms = round((time.perf_counter() - started) * 1000, 1)
         self.status = "up"
 
-    async def _stderr(self) -> str:
-        process = self.process
-        if process is None or process.stderr is None:
+    @property
+    def log_path(self) -> str:
+        return os.path.join(self.workdir, "redis.log")
+
+    def _log_tail(self) -> str:
+        """The end of its log: why it would not start (a small local file, read once)."""
+        try:
+            with open(self.log_path, "rb") as log:
+                return log.read()[-2000:].decode(errors="replace").strip()
+        except OSError:
             return ""
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(0.5):
-                return (await process.stderr.read(2000)).decode(errors="replace").strip()
-        return ""
 
     async def _watch(self, process: asyncio.subprocess.Process) -> None:
         returncode = await process.wait()

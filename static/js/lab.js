@@ -8,7 +8,10 @@
 (function () {
   "use strict";
 
-  var NUMERIC = { rate: true, users: true };
+  var NUMERIC = {
+    rate: true, users: true, work_ms: true, worker_concurrency: true, session_ttl: true,
+    store_latency_ms: true, store_jitter_ms: true,
+  };
   var CHART_HEIGHT = 220;
   // The second series of a chart is dashed: series differ by more than their colour.
   var DASHED = [6, 4];
@@ -28,6 +31,8 @@
     "worker.killed": true, "worker.stopping": true, "worker.paused": true,
     "worker.resumed": true, "worker.restarted": true, "worker.added": true,
     "worker.removed": true, "lab.reset": true, "users.rate": true, "users.count": true,
+    "deploy.started": true, "store.killed": true, "store.restarted": true,
+    "store.latency": true, "workers.capacity": true, "users.session_ttl": true,
   };
   var marks = []; // {x: seconds before the newest point, label}
   var charts = {};
@@ -176,10 +181,18 @@
 
   // Fill the load form with the lab's real values, unless the learner is editing it.
   function syncLoadForm(root, snapshot) {
-    root.querySelectorAll("input[data-snapshot]").forEach(function (input) {
+    var store = snapshot.store;
+    var storeControls = root.querySelector("#lab-store-controls");
+    if (storeControls) storeControls.hidden = !store;
+    root.querySelectorAll("[data-snapshot]").forEach(function (input) {
       var key = input.getAttribute("data-snapshot");
       if (document.activeElement === input || input.dataset.dirty === "1") return;
-      if (snapshot[key] != null) input.value = String(snapshot[key]);
+      var value = snapshot[key];
+      if (value == null && store) {
+        value = { store_latency_ms: store.latency_ms, store_jitter_ms: store.jitter_ms,
+                  persistence: store.persistence }[key];
+      }
+      if (value != null) input.value = String(value);
     });
   }
 
@@ -286,15 +299,22 @@
     evt.preventDefault();
     var command = commandOf(form);
     if (!command) return;
-    form.querySelectorAll("input[name]").forEach(function (input) {
+    form.querySelectorAll("input[name], select[name]").forEach(function (input) {
       command[input.name] = NUMERIC[input.name] ? Number(input.value) : input.value;
       delete input.dataset.dirty;
     });
     send(command);
+    if (command.action === "restart_store") {
+      // An action with consequences to count, like the buttons' (the strip, the focus).
+      var submit = form.querySelector("button[type=submit]");
+      change = { label: submit ? submit.textContent.trim() : "Restart store", base: latest || {} };
+      var strip = showChange(labRoot(), true);
+      if (strip) strip.focus();
+    }
   });
 
   document.addEventListener("input", function (evt) {
-    if (evt.target.matches && evt.target.matches("input[data-snapshot]")) {
+    if (evt.target.matches && evt.target.matches("[data-snapshot]")) {
       evt.target.dataset.dirty = "1";
     }
   });

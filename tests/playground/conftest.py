@@ -237,7 +237,6 @@ async def host_on_own_redis() -> AsyncIterator[tuple[RunningHost, OwnRedis]]:
         layer=layer,
         redis=client,
         name=f"labhost-own-{uuid.uuid4().hex[:6]}",
-        lab_redis_url=own.url,
         limits=HostLimits(idle_timeout=1.0),
     )
     stop = asyncio.Event()

@@ -41,7 +41,19 @@ ROOT = Path(__file__).resolve().parents[3]
         ("health_interval", 0),
         ("fall", 0),
         ("rise", 11),
-        ("redis_url", "http://example.com"),
+        ("workload", "video"),
+        ("work_ms", -1),
+        ("work_ms", 201),
+        ("worker_concurrency", 0),
+        ("worker_concurrency", 17),
+        ("persistence", "rdb"),
+        ("store_latency_ms", 101),
+        ("store_jitter_ms", -1),
+        ("handoff", "yes"),
+        ("session_ttl", 1),
+        ("session_ttl", 1801),
+        ("rooms", 3),  # a shop lab has no rooms
+        ("jitter", "on"),
     ],
 )
 def test_bad_config_values_raise_lab_error(field: str, value: Any) -> None:
@@ -50,12 +62,20 @@ def test_bad_config_values_raise_lab_error(field: str, value: Any) -> None:
     assert str(info.value)  # a message for the learner
 
 
-def test_stateless_needs_redis() -> None:
-    with pytest.raises(LabError, match="Redis"):
-        LabConfig(mode="stateless", redis_url=None)
+def test_settings_that_contradict_each_other_raise_lab_error() -> None:
+    with pytest.raises(LabError, match="handoff is for stateful labs"):
+        LabConfig(mode="stateless", handoff=True)
+    with pytest.raises(LabError, match="rooms"):
+        LabConfig(workload="chat", rooms=11)
 
 
-def test_good_config_is_accepted(redis_url: str) -> None:
+def test_a_lab_has_a_store_when_stateless_or_handing_off() -> None:
+    assert LabConfig(mode="stateless").has_store
+    assert LabConfig(mode="stateful", handoff=True).has_store
+    assert not LabConfig(mode="stateful").has_store
+
+
+def test_good_config_is_accepted() -> None:
     config = LabConfig(
         lab_id="ab12cd",
         mode="stateless",
@@ -65,7 +85,11 @@ def test_good_config_is_accepted(redis_url: str) -> None:
         sticky=False,
         balancing="least_conn",
         auto_restart=True,
-        redis_url=redis_url,
+        work_ms=0,
+        worker_concurrency=16,
+        persistence="aof",
+        store_latency_ms=100,
+        session_ttl=2,
     )
     assert config.prefix == "lab:ab12cd:"
     assert LabConfig(rate=1).rate == 1.0

@@ -1,0 +1,99 @@
+"""The experiment controls in real Chromium: the lab's store (kill, restart with a
+persistence, latency), a deploy, worker capacity and handoff. Live daphne + lab host +
+Chromium; the selectors are the page's contract (docs/playground-contract.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from .conftest import HostProcess, alive, wait_until
+from .test_e2e import metric, start_lab
+
+pytestmark = pytest.mark.e2e
+
+
+def store(page: Any) -> Any:
+    return page.locator("[data-store]")
+
+
+def test_the_store_is_a_node_the_learner_can_kill_and_restart(
+    page: Any, live_server_url: str, labhost_process: HostProcess
+) -> None:
+    complaints = start_lab(page, live_server_url, "Stateless")
+    page.wait_for_selector('[data-store][data-status="up"]', timeout=10_000)
+    pid = int(store(page).get_attribute("data-pid"))
+    assert pid in {p.pid for p in labhost_process.tree()}, "a real redis-server of the lab host"
+    wait_until(lambda: metric(page, "requests_ok") > 20, 15)
+
+    page.get_by_role("button", name="Kill store", exact=True).click()
+    page.wait_for_selector('[data-store][data-status="down"]', timeout=5_000)
+    assert wait_until(lambda: not alive(pid), 5)
+    failed = metric(page, "requests_failed")
+    assert wait_until(lambda: metric(page, "requests_failed") > failed, 10)  # stateless fails
+    assert page.get_by_role("button", name="Kill store", exact=True).is_disabled()
+
+    page.get_by_label("Store persistence").select_option("aof")
+    page.get_by_role("button", name="Restart store", exact=True).click()
+    page.wait_for_selector('[data-store][data-status="up"]', timeout=10_000)
+    assert int(store(page).get_attribute("data-pid")) != pid
+    assert "persistence aof" in store(page).inner_text()
+    # No persistence before the restart: every session was gone, and the users noticed.
+    assert wait_until(lambda: metric(page, "sessions_lost") > 0, 10)
+    assert wait_until(lambda: metric(page, "store_restarts") == 1, 5)
+    assert page.locator("#lab-change").inner_text().startswith("Since Restart store:")
+
+    page.get_by_label("Store latency").fill("30")
+    page.get_by_role("button", name="Apply latency").click()
+    assert wait_until(
+        lambda: store(page).locator('[data-field="latency_ms"]').inner_text() == "30", 5
+    )
+    assert complaints == []
+
+
+def test_a_deploy_rolls_a_new_version_through_the_workers(
+    page: Any, live_server_url: str, labhost_process: HostProcess
+) -> None:
+    start_lab(page, live_server_url, "Stateful")
+    versions = page.locator('[data-worker] [data-field="version"]')
+    assert versions.all_inner_texts() == ["1", "1", "1"]
+    wait_until(lambda: metric(page, "requests_ok") > 20, 15)
+    page.get_by_role("button", name="Deploy", exact=True).click()
+    assert wait_until(lambda: versions.all_inner_texts() == ["2", "2", "2"], 20)
+    assert wait_until(lambda: page.locator('[data-metric="deploy_seconds"]').inner_text() != "–", 5)
+    assert float(page.locator('[data-metric="deploy_seconds"]').inner_text()) > 0
+    # Stateful: drained one by one, and every session they held was lost all the same.
+    assert wait_until(lambda: metric(page, "sessions_lost") > 0, 10)
+    for n in (1, 2, 3):
+        card = page.locator(f'[data-worker="worker-{n}"]')
+        assert card.locator('[data-field="queue"]').inner_text().isdigit()
+    assert page.locator("[data-store]").count() == 0  # a stateful lab has no store
+
+
+def test_worker_capacity_applies_to_workers_started_after(
+    page: Any, live_server_url: str, labhost_process: HostProcess
+) -> None:
+    start_lab(page, live_server_url, "Stateful")
+    page.get_by_label("Requests a worker serves at once").fill("4")
+    page.get_by_label("Work per request").fill("10")
+    page.get_by_role("button", name="Apply to workers").click()
+    log = page.locator("#lab-events")
+    assert wait_until(lambda: "serve 4 request(s) at a time" in log.inner_text(), 5)
+    page.get_by_role("button", name="Deploy", exact=True).click()
+    versions = page.locator('[data-worker] [data-field="version"]')
+    assert wait_until(lambda: versions.all_inner_texts() == ["2", "2", "2"], 20)
+
+
+def test_start_form_offers_the_store_settings(
+    page: Any, live_server_url: str, labhost_process: HostProcess
+) -> None:
+    page.goto(f"{live_server_url}/playground/?mode=stateless")
+    page.get_by_text("More settings").click()
+    page.get_by_label("Store persistence").select_option("aof")
+    page.get_by_label("Store latency").fill("10")
+    page.get_by_role("button", name="Start lab").click()
+    page.wait_for_url("**/playground/labs/*/")
+    page.wait_for_selector('[data-store][data-status="up"]', timeout=15_000)
+    text = store(page).inner_text()
+    assert "persistence aof" in text and "+10 ms" in text
