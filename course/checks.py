@@ -18,6 +18,7 @@ from django.urls import Resolver404, resolve
 from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
+from course.experiment import ExperimentSlot
 from course.lessons import LessonSource
 from course.markdown import (
     ALLOWED_TAGS,
@@ -68,6 +69,8 @@ def content_problems(snapshot: CourseSnapshot) -> list[ContentProblem]:
         problems += _link_problems(source, fences, rendered, existing, headings)
         problems += _raw_html_problems(source, fences)
         problems += _quiz_problems(source, rendered.quizzes)
+        problems += _slot_problems(source, rendered.experiments)
+    problems += _experiment_slug_problems(snapshot)
     return sorted(problems)
 
 
@@ -200,6 +203,30 @@ def _raw_html_problems(source: LessonSource, fences: list[Fence]) -> list[Conten
 def _quiz_problems(source: LessonSource, slots: tuple[QuizSlot, ...]) -> list[ContentProblem]:
     path = source.summary.path
     return [ContentProblem(path, p.line, p.message) for slot in slots for p in slot.problems]
+
+
+def _slot_problems(source: LessonSource, slots: tuple[ExperimentSlot, ...]) -> list[ContentProblem]:
+    path = source.summary.path
+    return [ContentProblem(path, p.line, p.message) for slot in slots for p in slot.problems]
+
+
+def _experiment_slug_problems(snapshot: CourseSnapshot) -> list[ContentProblem]:
+    """An experiment's slug names its card (#experiment-<slug>) across the course."""
+    first: dict[str, tuple[Path, int]] = {}
+    problems = []
+    for lesson in snapshot.lessons:
+        path = snapshot.sources[lesson.slug].summary.path
+        for slot in lesson.rendered.experiments:
+            if slot.experiment is None:
+                continue
+            slug = slot.experiment.slug
+            if slug in first:
+                where = f"{_display(first[slug][0])}:{first[slug][1]}"
+                message = f"experiment slug {slug!r} is also used at {where}"
+                problems.append(ContentProblem(path, slot.line, message))
+            else:
+                first[slug] = (path, slot.line)
+    return problems
 
 
 def _prose_lines(source: LessonSource, fences: list[Fence]) -> list[tuple[int, str]]:

@@ -18,10 +18,15 @@ import markdown
 import nh3
 from pygments.formatters import HtmlFormatter
 
+from course.experiment import ExperimentSlot, experiment_slots
 from course.quiz import QuizSlot, quiz_slots
 
 # Languages that are not Pygments lexers but mean something to this pipeline.
-SPECIAL_FENCES = frozenset({"mermaid", "quiz", "text"})
+SPECIAL_FENCES = frozenset({"mermaid", "quiz", "experiment", "text"})
+# Blocks cut out of the prose and shown by the page (a form each), in page order.
+BLOCK_FENCES = frozenset({"quiz", "experiment"})
+
+Slot = QuizSlot | ExperimentSlot
 
 _FENCE_OPEN_RE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 
@@ -91,10 +96,10 @@ class TocEntry:
 
 @dataclass(frozen=True)
 class RenderedMarkdown:
-    # Sanitized HTML cut where the quiz fences were: one more part than there are quizzes,
-    # so a page puts quizzes[i] between parts[i] and parts[i + 1].
+    # Sanitized HTML cut where the quiz and experiment fences were: one more part than
+    # there are slots, so a page puts slots[i] between parts[i] and parts[i + 1].
     parts: tuple[str, ...]
-    quizzes: tuple[QuizSlot, ...]
+    slots: tuple[Slot, ...]
     toc: tuple[TocEntry, ...]
     toc_html: str  # the table of contents as python-markdown writes it, sanitized
     heading_ids: frozenset[str]
@@ -103,8 +108,16 @@ class RenderedMarkdown:
 
     @property
     def html(self) -> str:
-        """The prose without the quizzes (search, checks)."""
+        """The prose without the quizzes and experiments (search, checks)."""
         return "".join(self.parts)
+
+    @property
+    def quizzes(self) -> tuple[QuizSlot, ...]:
+        return tuple(s for s in self.slots if isinstance(s, QuizSlot))
+
+    @property
+    def experiments(self) -> tuple[ExperimentSlot, ...]:
+        return tuple(s for s in self.slots if isinstance(s, ExperimentSlot))
 
 
 def html_sanitize(*, html: str) -> str:
@@ -167,8 +180,24 @@ def markdown_render(*, text: str, first_line: int = 1) -> RenderedMarkdown:
     # Quiz fences are cut out before Markdown sees them and the HTML is cut where they were
     # after sanitizing. The token holds a fresh random part, so no author can forge a cut.
     nonce = secrets.token_hex(8)
-    fences = [f for f in fences_find(text=text, first_line=first_line) if f.language == "quiz"]
-    quizzes = quiz_slots(blocks=((f.source, f.line) for f in fences), inline=markdown_inline)
+    fences = [
+        f for f in fences_find(text=text, first_line=first_line) if f.language in BLOCK_FENCES
+    ]
+    quizzes = iter(
+        quiz_slots(
+            blocks=((f.source, f.line) for f in fences if f.language == "quiz"),
+            inline=markdown_inline,
+        )
+    )
+    experiments = iter(
+        experiment_slots(
+            blocks=((f.source, f.line) for f in fences if f.language == "experiment"),
+            inline=markdown_inline,
+        )
+    )
+    slots: tuple[Slot, ...] = tuple(
+        next(quizzes) if f.language == "quiz" else next(experiments) for f in fences
+    )
     lines = text.split("\n")
     for index in reversed(range(len(fences))):  # from the end, so earlier line numbers hold
         start, end = fences[index].line - first_line, fences[index].end_line - first_line
@@ -179,14 +208,14 @@ def markdown_render(*, text: str, first_line: int = 1) -> RenderedMarkdown:
     body = html_sanitize(html=md.convert("\n".join(lines)))
     token = _cut_token(nonce)
     parts = tuple(body.replace(f"<p>{token}</p>", token).split(token))
-    assert len(parts) == len(quizzes) + 1, "a quiz fence was not cut out"
+    assert len(parts) == len(slots) + 1, "a quiz or experiment fence was not cut out"
 
     facts = _HtmlFacts()
     facts.feed(body)
     facts.close()
     return RenderedMarkdown(
         parts=parts,
-        quizzes=quizzes,
+        slots=slots,
         toc=tuple(_toc_entry(token) for token in md.toc_tokens),  # type: ignore[attr-defined]
         toc_html=html_sanitize(html=md.toc),  # type: ignore[attr-defined]
         heading_ids=frozenset(facts.heading_ids),

@@ -15,6 +15,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.safestring import SafeString, mark_safe
 
+from course.experiment import ExperimentSlot
 from course.markdown import RenderedMarkdown
 from course.quiz import Quiz, QuizResult, QuizSlot, quiz_check
 
@@ -31,6 +32,7 @@ class QuizForm:
 class PagePart:
     html: SafeString  # a piece of the lesson's sanitized HTML
     slot: QuizSlot | None = None  # the quiz that follows it (None after the last piece)
+    experiment: ExperimentSlot | None = None  # or the experiment that follows it
     form: QuizForm | None = None  # its form, when it has a quiz
     result: QuizResult | None = None  # the learner's last answer to it, checked
 
@@ -55,11 +57,14 @@ def page_parts(
     """The page's pieces; `answers` is the learner's last answer to each quiz by id
     (course.progress), `forms` the snapshot's quiz_form_build of each quiz by id (built
     here when not given: the author preview of a file that is not a lesson yet)."""
-    slots: list[QuizSlot | None] = [*rendered.quizzes, None]
+    slots: list[QuizSlot | ExperimentSlot | None] = [*rendered.slots, None]
     parts = []
     for html, slot in zip(rendered.parts, slots, strict=True):
         # The one place where a lesson's HTML enters a page: sanitized by course.markdown.
         safe = mark_safe(html)
+        if isinstance(slot, ExperimentSlot):
+            parts.append(PagePart(html=safe, experiment=slot))
+            continue
         quiz = slot.quiz if slot is not None else None
         if quiz is None:
             parts.append(PagePart(html=safe, slot=slot))

@@ -14,6 +14,8 @@ from playground.lab.config import (
     MAX_WORKER_CONCURRENCY,
     MAX_WORKERS,
     MIN_RATE,
+    MIN_SESSION_TTL,
+    SESSION_TTL,
     WORK_MS,
     WORKER_CONCURRENCY,
 )
@@ -102,6 +104,14 @@ class LabStartForm(forms.Form):
         help_text="milliseconds added to every store round trip",
     )
 
+    # Accepted from a lesson's experiment (its preset), not shown on the start page.
+    balancing = forms.ChoiceField(
+        required=False, choices=[("round_robin", "round robin"), ("least_conn", "least conn")]
+    )
+    store_jitter_ms = forms.FloatField(required=False, min_value=0, max_value=MAX_STORE_LATENCY_MS)
+    handoff = forms.BooleanField(required=False)
+    session_ttl = forms.FloatField(required=False, min_value=MIN_SESSION_TTL, max_value=SESSION_TTL)
+
     def lab_config(self) -> dict[str, Any]:
         """The settings the lab host is asked to start the lab with (JSON-ready)."""
         data = self.cleaned_data
@@ -119,5 +129,9 @@ class LabStartForm(forms.Form):
             "worker_concurrency": data["worker_concurrency"],
             "persistence": data["persistence"] or None,
             "store_latency_ms": data["store_latency_ms"],
+            "balancing": data["balancing"] or None,
+            "store_jitter_ms": data["store_jitter_ms"],
+            "handoff": data["handoff"] or None,
+            "session_ttl": data["session_ttl"],
         }
         return config | {k: v for k, v in optional.items() if v is not None}

@@ -217,7 +217,7 @@ def test_rendered_quiz_has_no_correctness_in_the_page(client: Client) -> None:
 def rendered_with(slot: QuizSlot) -> RenderedMarkdown:
     """A lesson body that is just this quiz."""
     return RenderedMarkdown(
-        parts=("", ""), quizzes=(slot,), toc=(), toc_html="", heading_ids=frozenset(),
+        parts=("", ""), slots=(slot,), toc=(), toc_html="", heading_ids=frozenset(),
         links=(), has_diagram=False,
     )  # fmt: skip
 

@@ -1,0 +1,132 @@
+"""Experiments in lessons (course.experiment): the format, its errors with file lines, and
+every experiment in content/ run headless on real processes, its check held."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from django.conf import settings
+
+from course.experiment import (
+    ExperimentError,
+    condition_parse,
+    experiment_parse,
+    figures_of,
+)
+from course.snapshot import course_snapshot_build
+from playground.lab import LabConfig
+from playground.lab.scenario import scenario_run
+
+GOOD = """\
+slug: kill-one
+title: Kill one
+claim: A claim.
+lab:
+  mode: stateful
+  workers: 2
+seconds: 5
+steps:
+  - at: 2
+    do: kill:worker-1
+predict:
+  question: What?
+  choices:
+    - text: Lost
+      when: sessions_lost > 0
+    - text: Kept
+      when: sessions_lost == 0
+check: sessions_lost > 0
+show: [sessions_lost]
+explain: Because.
+"""
+
+
+def test_a_good_block_parses() -> None:
+    experiment = experiment_parse(source=GOOD, line=10)
+    assert experiment.slug == "kill-one"
+    assert [str(s) for s in experiment.steps] == ["2:kill:worker-1"]
+    assert experiment.configs() == {"": {"mode": "stateful", "workers": 2}}
+    assert ("sticky", "on") in experiment.form_fields
+    figures = {"sessions_lost": 3}
+    assert experiment.check.holds(figures)
+    assert experiment.predict.verdict(answer=1, figures=figures)
+    assert not experiment.predict.verdict(answer=2, figures=figures)
+
+
+@pytest.mark.parametrize(
+    ("change", "message", "line"),
+    [
+        (("do: kill:worker-1", "do: explode"), "unknown action 'explode'", 18),
+        (("  workers: 2", "  workers: 9"), "workers must be", 14),
+        (("  workers: 2", "  colour: red"), "unexpected keyword argument 'colour'", 14),
+        (("do: kill:worker-1", "do: kill:worker-3"), "worker-1 to worker-2", 14),
+        (("seconds: 5", "seconds: 1"), "not before the end", 14),
+        (("check: sessions_lost > 0\n", ""), "missing 'check'", 10),
+        (("check: sessions_lost > 0", "check: sessions lost"), "is not FIGURE OP VALUE", 28),
+        (("mode: stateful", "mode: stateful\n  handoff: maybe"), "handoff must be", 14),
+    ],
+)
+def test_problems_name_their_file_line(change: tuple[str, str], message: str, line: int) -> None:
+    with pytest.raises(ExperimentError) as info:
+        experiment_parse(source=GOOD.replace(*change), line=10)
+    assert any(message in p.message and p.line == line for p in info.value.problems), (
+        info.value.problems
+    )
+
+
+def test_a_store_action_in_a_lab_without_a_store_is_refused() -> None:
+    source = GOOD.replace("do: kill:worker-1", "do: kill-store")
+    with pytest.raises(ExperimentError, match="no store"):
+        experiment_parse(source=source, line=1)
+
+
+def test_conditions_compare_figures_and_multiples() -> None:
+    condition = condition_parse("three.requests_ok >= 2 * one.requests_ok and kills.0.at < 5")
+    figures = {"one": {"requests_ok": 100}, "three": {"requests_ok": 250}, "kills": [{"at": 2}]}
+    assert condition.holds(figures)
+    assert not condition.holds({**figures, "three": {"requests_ok": 150}})
+    with pytest.raises(KeyError):
+        condition.holds({"one": {}})
+
+
+def _every_experiment() -> list[Any]:
+    snapshot = course_snapshot_build(content_dir=settings.CONTENT_DIR)
+    return [
+        pytest.param(slot.experiment, id=slot.experiment.slug)
+        for lesson in snapshot.lessons
+        for slot in lesson.rendered.experiments
+        if slot.experiment is not None
+    ]
+
+
+def test_the_course_has_an_experiment_for_each_claim() -> None:
+    snapshot = course_snapshot_build(content_dir=settings.CONTENT_DIR)
+    lessons = {lesson.slug for lesson in snapshot.lessons if lesson.rendered.experiments}
+    experiments = _every_experiment()
+    assert len(experiments) >= 10 and len(lessons) >= 7, (len(experiments), lessons)
+
+
+@pytest.mark.parametrize("experiment", _every_experiment())
+async def test_every_experiment_in_the_lessons_holds_on_a_real_run(experiment: Any) -> None:
+    configs = experiment.configs()
+    runs = [
+        scenario_run(
+            LabConfig(lab_id=f"exp-{name or 'one'}", **config),
+            experiment.seconds,
+            list(experiment.steps),
+        )
+        for name, config in configs.items()
+    ]
+    # Side by side, as the page runs them: the same machine load on each variant.
+    reports = dict(zip(configs, await asyncio.gather(*runs), strict=True))
+    figures = figures_of(reports)
+    shown = {figure: condition_parse(f"{figure} >= 0").holds(figures) for figure in experiment.show}
+    assert all(shown.values()), shown  # every figure the card shows is one the run has
+    for choice in experiment.predict.choices:
+        choice.when.holds(figures)  # every choice can be judged (KeyError otherwise)
+    assert experiment.check.holds(figures), {
+        name: {k: v for k, v in report.items() if k != "events"} for name, report in reports.items()
+    }
+    assert all(report["orphans_after"] == 0 for report in reports.values())
