@@ -107,8 +107,9 @@ class LabConsumer(AsyncJsonWebsocketConsumer):
             # right: the htmx ws extension reconnects on 1006 (the page reads
             # "Reconnecting…") and the lab lives on in the lab host. A close code cannot do
             # better: daphne's autobahn refuses 1012 "service restart" from an application,
-            # and a 4xxx code would end the page. So the socket only says why first. (daphne
-            # also cancels an application that outlives its socket: that goes nowhere.)
+            # and a 4xxx code would end the page. So the socket only says why first (plain
+            # daphne 4.2.3 often cancels nothing on shutdown: config.webserver mends that).
+            # (daphne also cancels an application that outlives its socket: that goes nowhere.)
             await self.send_error(RESTARTING)
             self.finished = True
             raise
