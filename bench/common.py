@@ -65,6 +65,8 @@ class Report:
     text: list[str] = field(default_factory=list)  # what was printed: tables and notes
     targets: list[Target] = field(default_factory=list)
     skipped: str | None = None
+    # Targets that are not figures but promises (the hostile run): one not met fails the run.
+    required: bool = False
 
     def say(self, line: str = "") -> None:
         print(line, flush=True)

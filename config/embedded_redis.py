@@ -83,6 +83,9 @@ def start(port: int | None = None, timeout: float = 10.0) -> EmbeddedRedis:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         preexec_fn=die_with_parent,
+        # Not in the terminal's process group: Ctrl-C on `make run` must not stop it under the
+        # processes that still need it; the launcher stops it last.
+        process_group=0,
     )
     server = EmbeddedRedis(port=port, process=process, workdir=workdir)
     deadline = time.monotonic() + timeout

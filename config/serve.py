@@ -13,6 +13,14 @@ A child that cannot start at all (an error exit within STARTUP seconds of its fi
 or keeps dying (RESTARTS + 1 exits within WINDOW seconds) stops the whole site with a
 message instead of looping. Ctrl-C or SIGTERM stops every child and the embedded Redis; if
 this process is killed outright, the kernel kills the children (PR_SET_PDEATHSIG).
+
+Ctrl-C reaches this process only (each child runs in a process group of its own), and the
+children are stopped one after the other, each while the ones it talks to still run: the
+lab host first (it ends its labs and tells every viewer why, through Redis and daphne: the
+socket closes with 4404 "The lab host stopped."), then daphne once its sockets have closed
+(at most SOCKETS_GRACE seconds; whatever is still open hears "this web server is
+restarting"), then Redis. A terminal's Ctrl-C used to reach all of them at once: Redis died
+under the others and the sockets dropped with 1006 and no word.
 """
 
 from __future__ import annotations
@@ -24,6 +32,8 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
+
+import psutil
 
 from config import embedded_redis
 from config.lifeline import die_with_parent
@@ -37,6 +47,8 @@ STARTUP = 3.0
 REDIS_FIRST_DELAY = 1.0
 REDIS_MAX_DELAY = 30.0
 ASGI_APP = "config.asgi:application"
+STOP_SECONDS = 10.0  # per child, then SIGKILL
+SOCKETS_GRACE = 2.0  # for daphne's sockets to close after the lab host stopped
 
 
 class Child:
@@ -50,7 +62,9 @@ class Child:
 
     def start(self) -> None:
         self.starts.append(time.monotonic())
-        self.process = subprocess.Popen(self.argv, preexec_fn=die_with_parent)
+        # A process group of its own: the terminal's Ctrl-C reaches the launcher only, which
+        # stops the children in order.
+        self.process = subprocess.Popen(self.argv, preexec_fn=die_with_parent, process_group=0)
 
     def exited(self) -> int | None:
         return None if self.process is None else self.process.poll()
@@ -123,6 +137,26 @@ class SupervisedRedis:
         self.server.stop()
 
 
+def sockets_closed(web: Child, port: int, deadline: float) -> None:
+    """Wait until the web server holds no connection on its port, or until deadline (a
+    browser's idle keep-alive connection holds it that long)."""
+    if web.process is None:
+        return
+    try:
+        server = psutil.Process(web.process.pid)
+        while time.monotonic() < deadline:
+            held = [
+                c
+                for c in server.net_connections(kind="tcp")
+                if c.laddr and c.laddr.port == port and c.status == psutil.CONN_ESTABLISHED
+            ]
+            if not held:
+                return
+            time.sleep(0.05)
+    except psutil.Error:  # it is gone already
+        return
+
+
 def main() -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
     port = os.environ.get("PORT", "8000")
@@ -135,10 +169,9 @@ def main() -> int:
         print(f"embedded Redis on {server.url} (no persistence)", flush=True)
 
     python = sys.executable
-    children = [
-        Child("lab host", [python, "manage.py", "runlabs"]),
-        Child("daphne", [python, "-m", "daphne", "-b", host, "-p", port, ASGI_APP]),
-    ]
+    lab_host = Child("lab host", [python, "manage.py", "runlabs"])
+    web = Child("daphne", [python, "-m", "config.webserver", "-b", host, "-p", port, ASGI_APP])
+    children = [lab_host, web]  # the order they stop in
     stopping = False
     failed = False
 
@@ -177,11 +210,11 @@ def main() -> int:
         print(f"failed: {exc}", file=sys.stderr)
         return 1
     finally:
-        deadline = time.monotonic() + 10
         for child in children:
             child.terminate()
-        for child in children:
-            child.reap(deadline)
+            child.reap(time.monotonic() + STOP_SECONDS)
+            if child is lab_host:
+                sockets_closed(web, int(port), time.monotonic() + SOCKETS_GRACE)
         if redis is not None:
             redis.stop()
     return 1 if failed else 0

@@ -17,6 +17,7 @@ from typing import Any
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.template.loader import render_to_string
 
+from config.views import REDIS_ERRORS
 from playground import labclient, labprotocol
 from playground.lab.config import MAX_WORKERS
 
@@ -39,8 +40,15 @@ REATTACH_AFTER = 1.5  # no word from the host for this long: ask again (and rene
 LEASE_RENEWAL = 10.0
 HOST_SILENT = 4.0  # no word for this long: the host is gone
 LEAVE_TIMEOUT = 2.0  # cleaning up after a socket waits no longer than this on Redis
+# What a Redis outage raises here (a bounded wait on a hung Redis: TimeoutError).
+OUTAGE_ERRORS = (*REDIS_ERRORS, TimeoutError)
 RESTARTING = "This web server is restarting: the page reconnects on its own."
 HOST_GONE = "The lab host stopped answering, so this lab is gone."
+
+
+def log_failure(what: str, exc: BaseException) -> None:
+    """One line for a Redis outage (expected while it lasts), a traceback for anything else."""
+    log.warning("%s: %r", what, exc, exc_info=not isinstance(exc, OUTAGE_ERRORS))
 
 
 class SnapshotFrames:
@@ -107,8 +115,9 @@ class LabConsumer(AsyncJsonWebsocketConsumer):
             # right: the htmx ws extension reconnects on 1006 (the page reads
             # "Reconnecting…") and the lab lives on in the lab host. A close code cannot do
             # better: daphne's autobahn refuses 1012 "service restart" from an application,
-            # and a 4xxx code would end the page. So the socket only says why first. (daphne
-            # also cancels an application that outlives its socket: that goes nowhere.)
+            # and a 4xxx code would end the page. So the socket only says why first (plain
+            # daphne 4.2.3 often cancels nothing on shutdown: config.webserver mends that).
+            # (daphne also cancels an application that outlives its socket: that goes nowhere.)
             await self.send_error(RESTARTING)
             self.finished = True
             raise
@@ -205,10 +214,10 @@ class LabConsumer(AsyncJsonWebsocketConsumer):
                 if joined:
                     await self.channel_layer.group_discard(self.group, self.channel_name)
                     await self.to_host("lab.detach")
-        except Exception:
+        except Exception as exc:
             # The group's entry then lapses with the layer's group expiry; the host's viewer
-            # lease and the socket claims lapse sooner.
-            log.warning("lab socket %s left without cleaning up", self.channel_name, exc_info=True)
+            # lease and the socket claims lapse sooner. An outage is one line, not a traceback.
+            log_failure(f"lab socket {self.channel_name} left without cleaning up", exc)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.finished:
@@ -252,8 +261,8 @@ class LabConsumer(AsyncJsonWebsocketConsumer):
         try:
             async with asyncio.timeout(REATTACH_AFTER):
                 await self.to_host("lab.attach", owner=self.owner)
-        except Exception:
-            log.warning("lab socket could not attach to lab %s", self.lab_id, exc_info=True)
+        except Exception as exc:
+            log_failure(f"lab socket could not attach to lab {self.lab_id}", exc)
 
     async def watch(self) -> None:
         """Renew the viewer lease; notice a host that went silent (killed, stopped)."""

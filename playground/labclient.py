@@ -124,8 +124,8 @@ def socket_claim(*, key: str, socket: str, limit: int, now: float, lease: float)
         if count > limit:
             client.zrem(key, socket)
             return False
-    except redis.RedisError:
-        log.warning("socket limits not checked: Redis failed", exc_info=True)
+    except redis.RedisError as exc:  # an outage: one line, not a traceback
+        log.warning("socket limits not checked: Redis failed (%s)", exc)
     return True
 
 
@@ -136,8 +136,8 @@ def socket_renew(*, keys: list[str], socket: str, now: float, lease: float) -> N
                 pipe.zadd(key, {socket: now + lease}, xx=True)
                 pipe.expire(key, math.ceil(lease) + 1)
             pipe.execute()
-    except redis.RedisError:
-        log.warning("socket claims not renewed: Redis failed", exc_info=True)
+    except redis.RedisError as exc:  # an outage: one line, not a traceback
+        log.warning("socket claims not renewed: Redis failed (%s)", exc)
 
 
 def socket_release(*, keys: list[str], socket: str) -> None:
@@ -146,8 +146,8 @@ def socket_release(*, keys: list[str], socket: str) -> None:
             for key in keys:
                 pipe.zrem(key, socket)
             pipe.execute()
-    except redis.RedisError:
-        log.warning("socket claims not released (they lapse): Redis failed", exc_info=True)
+    except redis.RedisError as exc:  # an outage: one line, not a traceback
+        log.warning("socket claims not released (they lapse): Redis failed (%s)", exc)
 
 
 # GCRA, the token bucket as one timestamp: the "theoretical arrival time" of the next
@@ -176,8 +176,8 @@ def command_allow(*, key: str, now: float, rate: float, burst: int) -> bool:
         script = _command_allow_script(str(settings.REDIS_URL))
         # The key outlives a full bucket by far: an idle key means a full bucket anyway.
         allowed = script(keys=[key], args=[round(now * 1000), interval, interval * burst, 60])
-    except redis.RedisError:
-        log.warning("command rate not checked: Redis failed", exc_info=True)
+    except redis.RedisError as exc:  # an outage: one line, not a traceback
+        log.warning("command rate not checked: Redis failed (%s)", exc)
         return True
     return bool(allowed)
 

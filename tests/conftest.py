@@ -72,14 +72,15 @@ def server_env(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> dict
 
 
 def start_daphne(
-    env: dict[str, str], port: int | None = None
+    env: dict[str, str], port: int | None = None, module: str = "daphne"
 ) -> tuple[subprocess.Popen[bytes], str]:
+    """`python -m <module>` serving the site: daphne, or config.webserver (daphne mended)."""
     port = port or free_port()
     process = subprocess.Popen(
         [
             sys.executable,
             "-m",
-            "daphne",
+            module,
             "-b",
             "127.0.0.1",
             "-p",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import http.cookiejar
+import json
 import os
 import re
 import signal
@@ -24,6 +25,7 @@ import pytest
 from config import embedded_redis
 from config import serve as launcher
 from config.embedded_redis import free_port
+from tests.websocket_client import WebSocketClient
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -81,7 +83,7 @@ def child_pid(serve_pid: int, command: str) -> int | None:
 
 
 LAB_HOST = "manage.py runlabs"
-DAPHNE = "-m daphne"
+DAPHNE = "-m config.webserver"
 
 
 @pytest.fixture
@@ -193,9 +195,11 @@ class Browser:
     def __init__(self, site: str) -> None:
         self.site = site
         self.url = ""
-        self.opener = urllib.request.build_opener(
-            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
-        )
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def cookie_header(self) -> str:
+        return "; ".join(f"{cookie.name}={cookie.value}" for cookie in self.jar)
 
     def open(
         self, path: str, data: dict[str, str] | None = None
@@ -225,14 +229,22 @@ class Browser:
         return lab[1]
 
 
-def test_a_killed_redis_comes_back_on_its_port_and_pages_say_503_meanwhile(
-    serve_env: dict[str, str], start_serve: Callable[..., subprocess.Popen[str]], tmp_path: Path
-) -> None:
+def serving(
+    start_serve: Callable[..., subprocess.Popen[str]], serve_env: dict[str, str], log: Path
+) -> tuple[subprocess.Popen[str], str]:
+    """The launcher started with its output in `log`, once pages and the lab host answer."""
     site = f"http://127.0.0.1:{serve_env['PORT']}"
-    log = tmp_path / "serve.log"
     serve = start_serve(log)
     wait_for("the site answers", lambda: get(f"{site}/lessons/the-tradeoff/")[0] == 200, 90)
     wait_for("the lab host serves", lambda: "not running" not in get(f"{site}/playground/")[1], 30)
+    return serve, site
+
+
+def test_a_killed_redis_comes_back_on_its_port_and_pages_say_503_meanwhile(
+    serve_env: dict[str, str], start_serve: Callable[..., subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    log = tmp_path / "serve.log"
+    serve, site = serving(start_serve, serve_env, log)
     # DEBUG is off: the site's own 404 page, and the stylesheets served all the same.
     status, page = get(f"{site}/no-such-page/")
     assert (status, "URLconf" in page, "Page not found" in page) == (404, False, True)
@@ -286,6 +298,40 @@ def test_a_killed_redis_comes_back_on_its_port_and_pages_say_503_meanwhile(
     assert f"embedded Redis exited with -9; starting it again on port {port} in 1 s" in output
     assert "re-wrote the registry records of 1 running lab(s)" in output
     assert "embedded Redis is back on port" in output
+    assert "Traceback" not in output, output
+    assert [pid for pid in seen if alive(pid)] == []
+
+
+def test_ctrl_c_tells_every_open_lab_socket_why_with_a_close_code(
+    serve_env: dict[str, str], start_serve: Callable[..., subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    log = tmp_path / "serve.log"
+    serve, site = serving(start_serve, serve_env, log)
+    learner = Browser(site)
+    lab_page = learner.start_lab()
+    url = f"ws://127.0.0.1:{serve_env['PORT']}/ws/labs/{lab_page.split('/')[-2]}/"
+    tabs = [WebSocketClient(url, origin=site, cookie=learner.cookie_header()) for _ in range(3)]
+    seen = descendants(serve.pid)
+    # An idle connection, as a browser keeps: it once made daphne cancel no socket at all.
+    with socket.create_connection(("127.0.0.1", int(serve_env["PORT"]))):
+        for tab in tabs:
+            assert tab.recv() is not None  # a snapshot: attached
+        os.killpg(serve.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends
+        heard = []
+        for tab in tabs:
+            said = []
+            while (text := tab.recv(timeout=20)) is not None:
+                message = json.loads(text)
+                if message["type"] != "snapshot":
+                    said.append(f"{message['type']} {message['code']}: {message['message']}")
+            assert tab.ended is not None
+            heard.append((said, tab.ended.code))
+            tab.close()
+    serve.wait(timeout=30)
+
+    assert heard == [(["closed 4404: The lab host stopped."], 4404)] * 3
+    output = log.read_text()
+    assert serve.returncode == 0, output
     assert "Traceback" not in output, output
     assert [pid for pid in seen if alive(pid)] == []
 
