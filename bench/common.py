@@ -296,7 +296,8 @@ class Stack(contextlib.ExitStack):
         if not (ROOT / "playground/management/commands/runlabs.py").exists():
             raise Skip("the lab host command `manage.py runlabs` does not exist yet")
         process, log = self.spawn(
-            [sys.executable, "manage.py", "runlabs", "--max-labs", str(max_labs)],
+            [sys.executable, "manage.py", "runlabs", "--name", protocol.HOST_CHANNEL]
+            + ["--max-labs", str(max_labs)],
             env=env,
             log_name="runlabs",
         )

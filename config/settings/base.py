@@ -183,7 +183,8 @@ LOGGING = {
     },
 }
 
-# The playground's lab host (`manage.py runlabs`, playground.labhost): the one stateful
-# process. See docs/playground-contract.md.
-PLAYGROUND_LABHOST = "labhost"  # its channel name on the Channels layer and heartbeat key
+# The playground's lab hosts (`manage.py runlabs`, playground.labhost): the stateful
+# processes, any number of them. The web tier places labs on the live hosts of this fleet
+# (a set in Redis that each host joins). See docs/playground-contract.md.
+PLAYGROUND_FLEET = os.environ.get("PLAYGROUND_FLEET", "main")
 # Limits: the host's own defaults (playground/labhost/limits.py), overridable here.

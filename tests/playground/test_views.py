@@ -19,7 +19,7 @@ VALID = {"mode": "stateful", "workers": "1", "users": "3", "rate": "10", "sticky
 
 @pytest.fixture
 def no_host(settings: Any) -> None:
-    settings.PLAYGROUND_LABHOST = f"labhost-nobody-{uuid.uuid4().hex[:6]}"
+    settings.PLAYGROUND_FLEET = f"fleet-nobody-{uuid.uuid4().hex[:6]}"
 
 
 def labels(html: str) -> dict[str, str]:
