@@ -74,9 +74,9 @@ async def test_labs_are_placed_on_the_least_loaded_host_and_driven_there(
     ]
     # Least loaded first: the 4 places of the fleet fill 2 and 2.
     assert Counter(host for _, host in placed) == {first.name: 2, second.name: 2}
-    for lab_id, host in placed:
+    for lab_id, name in placed:
         record = await asyncio.to_thread(labclient.lab_get, lab_id)
-        assert record is not None and record.host == host
+        assert record is not None and record.host == name
     # The fleet's capacity is the sum of its hosts': a fifth lab has no place.
     with pytest.raises(LabRefused, match=r"Every lab host is full \(4 labs on 2 hosts\)"):
         await asyncio.to_thread(create, uuid.uuid4().hex, "192.0.2.9")
