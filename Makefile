@@ -29,6 +29,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy .
 
 bench: $(STAMP)
+	@.ci/bench-tools
 	$(PY) -m bench
 
 clean:

@@ -37,6 +37,12 @@ BENCHMARKS: dict[str, tuple[str, str, str, int]] = {
     ),
     "kill": ("bench.kill", "run", "kill over a WebSocket to the worker shown down", 300),
     "labs": ("bench.labs", "run", "concurrent labs one host holds with update lag p95 ok", 300),
+    "proxy": (
+        "bench.proxy",
+        "run",
+        "pages with 1 and 2 daphne behind HAProxy; daphne SIGKILL to socket live",
+        400,
+    ),
     # The limit grows with --soak-minutes (see main).
     "soak": ("bench.soak", "run", "lab host RSS growth over a soak at 200 req/s", 900),
     "hostile": ("bench.hostile", "run", "issue 13's attacks on make run; nothing may break", 180),

@@ -298,7 +298,8 @@ class Stack(contextlib.ExitStack):
         if not (ROOT / "playground/management/commands/runlabs.py").exists():
             raise Skip("the lab host command `manage.py runlabs` does not exist yet")
         process, log = self.spawn(
-            [sys.executable, "manage.py", "runlabs", "--max-labs", str(max_labs)],
+            [sys.executable, "manage.py", "runlabs", "--name", protocol.HOST_CHANNEL]
+            + ["--max-labs", str(max_labs)],
             env=env,
             log_name="runlabs",
         )
@@ -351,6 +352,21 @@ class Browser:
         except urllib.error.HTTPError as exc:
             return Response(exc.code, exc.url or path, dict(exc.headers), exc.read())
 
+    def lab_start(self, **fields: str) -> str:
+        """Start a lab through the playground's form, as a learner does; return its id."""
+        start = self.request("/playground/")
+        token = csrf_token(start.text) if start.status == 200 else None
+        if token is None:
+            raise Skip(f"no lab start form at /playground/ (GET answered {start.status})")
+        started = self.request("/playground/labs/", {"csrfmiddlewaretoken": token, **fields})
+        match = LAB_PATH.search(started.url)
+        if started.status != 200 or match is None:
+            raise Skip(
+                f"starting a lab did not lead to its page (POST /playground/labs/ "
+                f"ended at {started.url} with {started.status})"
+            )
+        return match.group(1)
+
     def cookies(self) -> dict[str, str]:
         return {c.name: c.value or "" for c in self.jar}
 
@@ -358,6 +374,7 @@ class Browser:
         return "; ".join(f"{k}={v}" for k, v in self.cookies().items())
 
 
+LAB_PATH = re.compile(r"/playground/labs/([a-z0-9]+)/$")
 CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken"\s+value="([^"]+)"')
 
 

@@ -11,7 +11,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from .common import Browser, Report, Skip, Stack, Target, csrf_token, fmt, percentile, run_async
+from .common import Browser, Report, Skip, Stack, Target, fmt, percentile, run_async
 from .ws import WebSocket, WebSocketClosed
 
 GOAL_P95_MS = 250.0
@@ -20,7 +20,6 @@ WORKERS = 3
 # and answers more with an error instead of forwarding them. Start a round at most every
 # 0.5 s: well inside the limit, and the lab settles between rounds.
 ROUND_EVERY = 0.5
-LAB_PATH = re.compile(r"/playground/labs/([a-z0-9]+)/$")
 # The worker cards of the lab page (templates/playground/lab.html, partial "topology").
 CARD = re.compile(r'data-worker="(worker-\d+)"[^>]*?data-status="([a-z_]+)"')
 
@@ -112,28 +111,9 @@ def run(quick: bool) -> Report:
         site = stack.daphne(env, "config.asgi:application", "site")
 
         learner = Browser(site.url)
-        start = learner.request("/playground/")
-        token = csrf_token(start.text) if start.status == 200 else None
-        if token is None:
-            raise Skip(f"no lab start form at /playground/ (GET answered {start.status})")
-        started = learner.request(
-            "/playground/labs/",
-            {
-                "csrfmiddlewaretoken": token,
-                "mode": "stateful",
-                "workers": str(WORKERS),
-                "users": "12",
-                "rate": "20",
-                "sticky": "on",
-            },
+        lab_id = learner.lab_start(
+            mode="stateful", workers=str(WORKERS), users="12", rate="20", sticky="on"
         )
-        match = LAB_PATH.search(started.url)
-        if started.status != 200 or match is None:
-            raise Skip(
-                f"starting a lab did not lead to its page (POST /playground/labs/ "
-                f"ended at {started.url} with {started.status})"
-            )
-        lab_id = match.group(1)
         ws_url = f"ws://127.0.0.1:{site.port}/ws/labs/{lab_id}/"
         try:
             found, view = run_async(

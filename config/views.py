@@ -8,6 +8,7 @@ import sys
 import redis
 from django.http import HttpRequest, HttpResponse
 from django.template import loader
+from django.views.decorators.http import require_safe
 from django_redis.exceptions import ConnectionInterrupted
 
 # What Redis being down or hung raises: redis-py's own errors, and django-redis's wrapper
@@ -20,6 +21,14 @@ ERROR_PAGE_HEADERS = {
     "form-action 'none'",
     "X-Frame-Options": "DENY",
 }
+
+
+@require_safe
+def healthz(request: HttpRequest) -> HttpResponse:
+    """The proxy's health check: this web process answers. Touches no Redis and no database,
+    so that a Redis outage (the site's own 503 pages) does not take every process out of the
+    proxy at once, and thousands of checks cost nothing."""
+    return HttpResponse("ok\n", content_type="text/plain")
 
 
 def server_error(request: HttpRequest) -> HttpResponse:

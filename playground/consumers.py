@@ -44,6 +44,7 @@ LEAVE_TIMEOUT = 2.0  # cleaning up after a socket waits no longer than this on R
 OUTAGE_ERRORS = (*REDIS_ERRORS, TimeoutError)
 RESTARTING = "This web server is restarting: the page reconnects on its own."
 HOST_GONE = "The lab host stopped answering, so this lab is gone."
+LAB_ENDED = "This lab has ended."
 
 
 def log_failure(what: str, exc: BaseException) -> None:
@@ -127,7 +128,7 @@ class LabConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         self.lab_id: str = self.scope["url_route"]["kwargs"]["lab_id"]
         self.group = labprotocol.group_name(self.lab_id)
-        self.host = labclient.host_name()
+        self.host = ""  # the lab's host, from its registry record
         self.host_instance: str | None = None
         self.heard = time.monotonic()
         self.attached_at = 0.0
@@ -148,6 +149,12 @@ class LabConsumer(AsyncJsonWebsocketConsumer):
         if refusal:
             await self.end(code=labprotocol.CLOSE_TOO_MANY, reason=refusal, kind="closed")
             return
+        # Which host runs the lab: every attach and command goes to that host's channel.
+        record = await asyncio.to_thread(labclient.lab_get, self.lab_id)
+        if record is None:
+            await self.end(code=labprotocol.CLOSE_GONE, reason=LAB_ENDED, kind="closed")
+            return
+        self.host = record.host
         await self.attach()
         self.watchdog = asyncio.create_task(self.watch())
 
@@ -328,7 +335,7 @@ class LabConsumer(AsyncJsonWebsocketConsumer):
                 return
         await self.end(
             code=labprotocol.CLOSE_GONE,
-            reason=str(event.get("reason") or "This lab has ended."),
+            reason=str(event.get("reason") or LAB_ENDED),
             kind="closed",
         )
 

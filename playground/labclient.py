@@ -1,10 +1,11 @@
-"""The web tier's side of the lab host: is it alive, does a lab exist, whose is it, start one.
+"""The web tier's side of the lab hosts: which are alive, does a lab exist, whose is it and
+on which host, start one on the least loaded host.
 
 Views and consumers call these; nothing here keeps lab state in the web process. The host
-process itself is playground.labhost, which the web tier never imports: the two meet only
-over Redis and the Channels layer, on the contract in playground.labprotocol. The host's
-heartbeat and its registry of labs are Redis keys with short TTLs (see labprotocol), so a dead
-host is noticed within seconds.
+processes are playground.labhost, which the web tier never imports: the two meet only over
+Redis and the Channels layer, on the contract in playground.labprotocol. The fleet's set,
+each host's heartbeat and the registry of labs are Redis keys (the last two with short
+TTLs, see labprotocol), so a dead host is noticed within seconds.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import ipaddress
 import json
 import logging
 import math
+import random
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -57,8 +59,19 @@ class LabRecord:
         return bool(owner) and labprotocol.owner_digest(str(owner)) == self.owner_digest
 
 
-def host_name() -> str:
-    return str(settings.PLAYGROUND_LABHOST)
+@dataclass(frozen=True)
+class HostInfo:
+    """A live lab host of the fleet, as its last heartbeat describes it."""
+
+    name: str
+    id: str
+    labs: int
+    max_labs: int
+    accepting: bool
+
+    @property
+    def free(self) -> int:
+        return max(0, self.max_labs - self.labs) if self.accepting else 0
 
 
 @functools.cache
@@ -72,9 +85,51 @@ def _client() -> redis.Redis:
     return _redis(str(settings.REDIS_URL))
 
 
-def host_alive() -> bool:
+def fleet() -> list[HostInfo]:
+    """The live hosts of this site's fleet (settings.PLAYGROUND_FLEET), sorted by name.
+
+    A Redis that is down raises (pages answer 503): it is an outage, not a dead fleet.
+    """
+    client = _client()
+    names = [
+        n.decode()
+        for n in cast(
+            list[bytes], client.zrange(labprotocol.fleet_key(str(settings.PLAYGROUND_FLEET)), 0, -1)
+        )
+    ]
+    if not names:
+        return []
+    beats = cast(list[bytes | None], client.mget([labprotocol.heartbeat_key(n) for n in names]))
+    hosts = []
+    for name, raw in zip(names, beats, strict=True):
+        beat = labprotocol.heartbeat_parse(raw)
+        if beat is not None:  # no heartbeat: a host that died (its entry stays a while)
+            hosts.append(
+                HostInfo(
+                    name=name,
+                    id=beat["id"],
+                    labs=beat["labs"],
+                    max_labs=beat["max_labs"],
+                    accepting=beat["accepting"],
+                )
+            )
+    return sorted(hosts, key=lambda h: h.name)
+
+
+def hosts_by_load(hosts: list[HostInfo]) -> list[HostInfo]:
+    """The hosts with room, least loaded first (by the share of their places in use; equal
+    shares in random order, so that web processes placing at once spread their labs)."""
+    room = [h for h in hosts if h.free > 0]
+    random.shuffle(room)
+    return sorted(room, key=lambda h: h.labs / h.max_labs)
+
+
+def host_alive(name: str | None = None) -> bool:
+    """Is the host `name` running; with no name, is any host of the fleet running."""
+    if name is None:
+        return bool(fleet())
     # A Redis that is down raises (pages answer 503): it is an outage, not a dead host.
-    return bool(_client().exists(labprotocol.heartbeat_key(host_name())))
+    return bool(_client().exists(labprotocol.heartbeat_key(name)))
 
 
 def lab_get(lab_id: str) -> LabRecord | None:
@@ -87,7 +142,10 @@ def lab_get(lab_id: str) -> LabRecord | None:
         return None
     data = json.loads(raw)
     return LabRecord(
-        lab_id=lab_id, owner_digest=data["owner"], mode=data["mode"], host=str(data.get("host", ""))
+        lab_id=lab_id,
+        owner_digest=data["owner"],
+        mode=data["mode"],
+        host=str(data.get("host") or labprotocol.HOST_CHANNEL),
     )
 
 
@@ -182,22 +240,46 @@ def command_allow(*, key: str, now: float, rate: float, burst: int) -> bool:
     return bool(allowed)
 
 
-def lab_create(*, lab_id: str, owner: str, config: dict[str, Any], address: str) -> None:
-    """Ask the lab host to start a lab for a client at `address`; returns once the host has
-    accepted it (workers still starting).
+NO_HOST = (
+    "The lab host is not running: start it with make run "
+    "(or python manage.py runlabs next to the web server)."
+)
+
+
+def lab_create(*, lab_id: str, owner: str, config: dict[str, Any], address: str) -> str:
+    """Start a lab for a client at `address` on the least loaded lab host with room; returns
+    that host's name once it has accepted the lab (workers still starting).
 
     Raises LabHostUnavailable (no host, or no answer), LabStartsLimited (this address started
-    too many labs lately) or LabRefused (full, too many running from this address, bad
-    settings).
+    too many labs lately) or LabRefused (every host full, too many running from this address,
+    bad settings).
     """
-    if not host_alive():
-        raise LabHostUnavailable(
-            "The lab host is not running: start it with make run "
-            "(or python manage.py runlabs next to the web server)."
-        )
+    candidates = _candidates(fleet())
     key = address_key(address)
     lab_start_count(key=key, lab_id=lab_id)
-    async_to_sync(alab_create)(lab_id=lab_id, owner=owner, config=config, address=key)
+    return async_to_sync(alab_create)(
+        lab_id=lab_id, owner=owner, config=config, address=key, hosts=[h.name for h in candidates]
+    )
+
+
+def _candidates(hosts: list[HostInfo]) -> list[HostInfo]:
+    """The hosts to ask, in order; raise if there are none."""
+    if not hosts:
+        raise LabHostUnavailable(NO_HOST)
+    candidates = hosts_by_load(hosts)
+    if not candidates:
+        raise LabRefused(_full_message(hosts))
+    return candidates
+
+
+def _full_message(hosts: list[HostInfo]) -> str:
+    places = sum(h.max_labs for h in hosts if h.accepting)
+    if not places:
+        return "Every lab host is restarting: try again in a minute."
+    return (
+        f"Every lab host is full ({places} labs on {len(hosts)} host"
+        f"{'s' if len(hosts) > 1 else ''}). Try again later."
+    )
 
 
 def address_key(address: str) -> str:
@@ -263,9 +345,24 @@ def lab_start_count(*, key: str, lab_id: str) -> None:
         )
 
 
+# A host's refusal with this code is about that host (full, nearly full for this address,
+# stopping): the next host may take the lab. Any other (bad settings, too many labs from
+# this address on the host) is the learner's to read.
+HOST_BUSY = 503
+
+
 async def alab_create(
-    *, lab_id: str, owner: str, config: dict[str, Any], address: str | None = None
-) -> None:
+    *,
+    lab_id: str,
+    owner: str,
+    config: dict[str, Any],
+    address: str | None = None,
+    hosts: list[str] | None = None,
+) -> str:
+    """Ask the `hosts` in turn (default: the fleet's, least loaded first) to start the lab;
+    returns the name of the host that took it."""
+    if hosts is None:
+        hosts = [h.name for h in _candidates(await asyncio.to_thread(fleet))]
     layer = get_channel_layer()
     assert layer is not None
     reply_channel = await layer.new_channel()
@@ -278,14 +375,19 @@ async def alab_create(
     }
     if address is not None:
         message["client"] = address
-    await layer.send(host_name(), message)
-    try:
-        # asyncio.timeout, never wait_for: see playground.lab.users.
-        async with asyncio.timeout(CREATE_TIMEOUT):
-            reply = await layer.receive(reply_channel)
-    except TimeoutError:
-        raise LabHostUnavailable(
-            "The lab host did not answer in time. Is it running? Start it with make run."
-        ) from None
-    if reply.get("type") != "lab.created":
-        raise LabRefused(str(reply.get("message") or "The lab host refused to start the lab."))
+    reply: dict[str, Any] = {}
+    for host in hosts:
+        await layer.send(host, message)
+        try:
+            # asyncio.timeout, never wait_for: see playground.lab.users.
+            async with asyncio.timeout(CREATE_TIMEOUT):
+                reply = await layer.receive(reply_channel)
+        except TimeoutError:
+            raise LabHostUnavailable(
+                "The lab host did not answer in time. Is it running? Start it with make run."
+            ) from None
+        if reply.get("type") == "lab.created":
+            return host
+        if reply.get("code") != HOST_BUSY:
+            break
+    raise LabRefused(str(reply.get("message") or "The lab host refused to start the lab."))

@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
+import socket
 from typing import Any
 
 from playground.lab.config import (
@@ -28,10 +30,16 @@ from playground.lab.config import (
     SETTABLE,
 )
 
-# Channels-layer names. The host receives on its well-known channel; each lab's snapshots
-# go to the group `lab.<id>`; web processes get replies on their own reply channel.
+# Channels-layer names. Each lab host receives on a channel of its own (its name); each
+# lab's snapshots go to the group `lab.<id>`; web processes get replies on their own reply
+# channel. HOST_CHANNEL is the name of a host started with `--name labhost` (the benches).
 HOST_CHANNEL = "labhost"
 REDIS_PREFIX = "playground:"
+# The hosts a web tier places labs on: a sorted set of host names (scored by when each last
+# beat). Membership says "I take labs"; only a live heartbeat says "I am running".
+DEFAULT_FLEET = "main"
+# channels-redis's rule for a channel name (less its "!" suffix), and its length limit.
+HOST_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,80}$")
 
 # Close codes of the lab socket (4000-4999 are free for applications).
 CLOSE_FORBIDDEN = 4403  # the lab belongs to another browser session
@@ -81,6 +89,35 @@ def group_name(lab_id: str) -> str:
 
 def heartbeat_key(host: str) -> str:
     return f"{REDIS_PREFIX}labhost:{host}"
+
+
+def fleet_key(fleet: str) -> str:
+    return f"{REDIS_PREFIX}fleet:{fleet}"
+
+
+def host_default_name() -> str:
+    """A name no other running lab host has: this machine's name and this process's id."""
+    machine = re.sub(r"[^a-zA-Z0-9_.-]", "-", socket.gethostname())[:60] or "host"
+    return f"labhost-{machine}-{os.getpid()}"
+
+
+def heartbeat_parse(raw: bytes | str | None) -> dict[str, Any] | None:
+    """A heartbeat's value as the web tier needs it, or None if it is missing or garbled:
+    {"id", "pid", "labs", "max_labs", "accepting"}."""
+    if not raw:
+        return None
+    try:
+        data = json.loads(raw)
+        return {
+            "id": str(data["id"]),
+            "pid": int(data["pid"]),
+            "labs": int(data["labs"]),
+            # Hosts older than the fleet sent only the first three: full but alive.
+            "max_labs": int(data.get("max_labs", data["labs"])),
+            "accepting": bool(data.get("accepting", False)),
+        }
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def lab_key(lab_id: str) -> str:

@@ -6,7 +6,9 @@ in Redis (REDIS_URL), so any web process can serve any request.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -183,7 +185,26 @@ LOGGING = {
     },
 }
 
-# The playground's lab host (`manage.py runlabs`, playground.labhost): the one stateful
-# process. See docs/playground-contract.md.
-PLAYGROUND_LABHOST = "labhost"  # its channel name on the Channels layer and heartbeat key
+# The playground's lab hosts (`manage.py runlabs`, playground.labhost): the stateful
+# processes, any number of them. The web tier places labs on the live hosts of this fleet
+# (a set in Redis that each host joins). See docs/playground-contract.md.
+PLAYGROUND_FLEET = os.environ.get("PLAYGROUND_FLEET", "main")
+
+
+def _networks(name: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    try:
+        return [
+            ipaddress.ip_network(entry.strip(), strict=False)
+            for entry in os.environ.get(name, "").split(",")
+            if entry.strip()
+        ]
+    except ValueError as exc:
+        # A clear one-line error instead of a traceback from deep inside Django's setup.
+        sys.exit(f"settings: {name}: {exc} (addresses or networks, comma-separated)")
+
+
+# The reverse proxies in front of the web processes (HAProxy, nginx): X-Forwarded-For is
+# believed only from these peers, e.g. TRUSTED_PROXIES=127.0.0.1,10.0.0.0/24. Empty: the
+# client is the connection's peer, whatever headers it sends.
+TRUSTED_PROXIES = _networks("TRUSTED_PROXIES")
 # Limits: the host's own defaults (playground/labhost/limits.py), overridable here.

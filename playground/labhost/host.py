@@ -1,8 +1,11 @@
-"""The lab host: every lab of the site runs in this one process, driven over the Channels layer.
+"""The lab host: a process that runs labs, driven over the Channels layer; one of a fleet.
 
 Labs are stateful (worker processes, a balancer, virtual users), so they live here and never
-in a web process. No Django imports: `manage.py runlabs` hands in a channel layer and a Redis
-client, and a test can run a host on its own event loop.
+in a web process. Any number of hosts may serve one site: each announces itself in its
+fleet's set in Redis, with its heartbeat (labs running, places, whether it takes new ones),
+and the web tier places each new lab on the least loaded. No Django imports: `manage.py
+runlabs` hands in a channel layer and a Redis client, and a test can run a host on its own
+event loop.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ log = logging.getLogger("playground.labhost")
 HEARTBEAT_INTERVAL = 1.0
 HEARTBEAT_TTL = 3  # seconds; the web tier says "the lab host is not running" once it lapses
 LAB_KEY_TTL = 5  # registry entries outlive a missed heartbeat or two, not a dead host
+FLEET_FORGET = 3600.0  # a fleet entry not renewed for this long is dropped (a host long dead)
 START_TIMEOUT = 20.0
 MIN_PUSH_GAP = 0.05  # at most 20 snapshots a second per lab, however busy its event stream
 # What a lab.create may set (the contract's `config`, see docs/playground-contract.md); the
@@ -96,6 +100,7 @@ class LabHost:
         layer: Any,
         redis: Any,
         name: str = labprotocol.HOST_CHANNEL,
+        fleet: str = labprotocol.DEFAULT_FLEET,
         limits: HostLimits | None = None,
         lab_factory: Callable[..., Lab] = Lab,
         clock: Callable[[], float] = time.monotonic,
@@ -104,6 +109,7 @@ class LabHost:
         self.layer = layer
         self.redis = redis
         self.name = name
+        self.fleet = fleet
         self.limits = limits or HostLimits()
         self.lab_factory = lab_factory
         self.clock = clock
@@ -113,19 +119,35 @@ class LabHost:
         self.stopping = False
         self.redis_down_since: float | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._emptied = asyncio.Event()  # set while no lab runs here (a drain waits on it)
+        self._emptied.set()
 
     # -- life cycle -------------------------------------------------------------------
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Serve until `stop` is set, then close every lab and withdraw the heartbeat."""
+    async def run(
+        self, stop: asyncio.Event, *, drain: float = 0.0, hurry: asyncio.Event | None = None
+    ) -> None:
+        """Serve until `stop` is set, then close every lab and withdraw the heartbeat.
+
+        From `stop` on the host takes no new lab (it leaves the fleet at once). With `drain`
+        seconds it first waits, up to that long or until `hurry` is set, for its labs to end
+        on their own (their learners close them, or they go idle), still serving them.
+        """
         await self._claim()
         loops = [
             asyncio.create_task(self._receive_loop(), name="labhost-receive"),
             asyncio.create_task(self._heartbeat_loop(), name="labhost-heartbeat"),
         ]
-        log.info("lab host %r serving (pid %d)", self.name, os.getpid())
+        log.info("lab host %r serving (pid %d) in fleet %r", self.name, os.getpid(), self.fleet)
         try:
             await stop.wait()
+            self.stopping = True
+            await self._leave_fleet()
+            if drain > 0 and self.labs:
+                log.info(
+                    "lab host %r draining: %d lab(s), up to %g s", self.name, len(self.labs), drain
+                )
+                await self._drained(drain, hurry)
         finally:
             self.stopping = True
             for task in loops:
@@ -144,6 +166,28 @@ class LabHost:
             return_exceptions=True,
         )
 
+    async def _drained(self, drain: float, hurry: asyncio.Event | None) -> None:
+        waits = [asyncio.create_task(self._emptied.wait())]
+        if hurry is not None:
+            waits.append(asyncio.create_task(hurry.wait()))
+        try:
+            await asyncio.wait(waits, timeout=drain, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
+
+    async def _leave_fleet(self) -> None:
+        """Take no more labs: out of the fleet's set, and a heartbeat that says so."""
+        with contextlib.suppress(Exception):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zrem(labprotocol.fleet_key(self.fleet), self.name)
+                pipe.set(
+                    labprotocol.heartbeat_key(self.name),
+                    self._heartbeat_value(),
+                    ex=HEARTBEAT_TTL,
+                )
+                await pipe.execute()
+
     def pids(self) -> list[int]:
         """Every live process of every lab (for orphan checks)."""
         return [pid for hosted in self.labs.values() for pid in hosted.lab.pids()]
@@ -155,6 +199,9 @@ class LabHost:
         while True:
             try:
                 if await self.redis.set(key, self._heartbeat_value(), nx=True, ex=HEARTBEAT_TTL):
+                    await self.redis.zadd(
+                        labprotocol.fleet_key(self.fleet), {self.name: time.time()}
+                    )
                     break
             except Exception as exc:
                 # Redis down (started during an outage): wait for it, as the heartbeat does,
@@ -176,12 +223,22 @@ class LabHost:
     async def _release(self) -> None:
         key = labprotocol.heartbeat_key(self.name)
         with contextlib.suppress(Exception):
+            await self.redis.zrem(labprotocol.fleet_key(self.fleet), self.name)
             value = await self.redis.get(key)
             if value and json.loads(value).get("id") == self.host_id:
                 await self.redis.delete(key)
 
     def _heartbeat_value(self) -> str:
-        return json.dumps({"id": self.host_id, "pid": os.getpid(), "labs": len(self.labs)})
+        """What the web tier places labs by (labprotocol.heartbeat_parse reads it)."""
+        return json.dumps(
+            {
+                "id": self.host_id,
+                "pid": os.getpid(),
+                "labs": len(self.labs),
+                "max_labs": self.limits.max_labs,
+                "accepting": not self.stopping,
+            }
+        )
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -215,13 +272,19 @@ class LabHost:
 
     async def _heartbeat(self) -> None:
         labs = list(self.labs.values())
+        fleet = labprotocol.fleet_key(self.fleet)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.set(
                 labprotocol.heartbeat_key(self.name), self._heartbeat_value(), ex=HEARTBEAT_TTL
             )
+            if self.stopping:  # draining: no longer one of the hosts that take labs
+                pipe.zrem(fleet, self.name)
+            else:
+                pipe.zadd(fleet, {self.name: time.time()})
+            pipe.zremrangebyscore(fleet, "-inf", time.time() - FLEET_FORGET)
             for hosted in labs:
                 pipe.expire(labprotocol.lab_key(hosted.lab_id), LAB_KEY_TTL)
-            renewed = (await pipe.execute())[1:]
+            renewed = (await pipe.execute())[3:]
         # A record that could not be renewed is gone: Redis restarted empty (or the key
         # lapsed during an outage) while the lab runs on. Without it the lab's page says it
         # has ended, so it is written again, unless the lab is closing meanwhile.
@@ -368,6 +431,7 @@ class LabHost:
         )
         # Registered before the first await, so two quick starts cannot both slip under a limit.
         self.labs[lab_id] = hosted
+        self._emptied.clear()
         await self._register(hosted)
         await self._reply(message, "lab.created")
         for victim in victims:
@@ -409,7 +473,13 @@ class LabHost:
             "created": time.time(),
         }
         hosted.record = json.dumps(record)
-        await self.redis.set(labprotocol.lab_key(hosted.lab_id), hosted.record, ex=LAB_KEY_TTL)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(labprotocol.lab_key(hosted.lab_id), hosted.record, ex=LAB_KEY_TTL)
+            # The new count at once, not at the next beat: a burst of starts spreads out.
+            pipe.set(
+                labprotocol.heartbeat_key(self.name), self._heartbeat_value(), ex=HEARTBEAT_TTL
+            )
+            await pipe.execute()
 
     async def _lab_start(self, hosted: HostedLab) -> None:
         try:
@@ -546,6 +616,8 @@ class LabHost:
             log.exception("closing lab %s failed", hosted.lab_id)
         finally:
             self.labs.pop(hosted.lab_id, None)
+            if not self.labs:
+                self._emptied.set()
             with contextlib.suppress(Exception):
                 await self.redis.delete(labprotocol.lab_key(hosted.lab_id))
             with contextlib.suppress(Exception):

@@ -1,15 +1,18 @@
 """Fixtures for the playground's web side: a real lab host, in-process or as `runlabs`.
 
 `labhost` runs a LabHost on the test's own event loop, on the run's real Redis, under a
-name of its own (so it never takes messages meant for another host). `labhost_process`
-is `manage.py runlabs` as a subprocess, for the view and browser tests; when the session
-ends it checks that stopping the host left no process of any lab behind.
+name of its own (so it never takes messages meant for another host) in a fleet of the test's
+own (so the web tier places the test's labs on it and on no other). `labhost_process` is
+`manage.py runlabs` as a subprocess in the site's default fleet, for the view and browser
+tests; when the session ends it checks that stopping the host left no process of any lab
+behind.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import subprocess
 import sys
@@ -17,7 +20,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import psutil
 import pytest
@@ -83,19 +86,25 @@ class RunningHost:
 
 @pytest.fixture
 async def start_labhost(redis_url: str, settings: Any) -> AsyncIterator[Callable[..., Any]]:
-    """Start in-process lab hosts (the first one becomes the one the web tier talks to)."""
+    """Start in-process lab hosts, in a fleet of this test's own (the web tier's, here)."""
     running: list[RunningHost] = []
+    fleet = f"fleet-test-{uuid.uuid4().hex[:8]}"
+    settings.PLAYGROUND_FLEET = fleet
 
     async def start(limits: HostLimits | None = None, name: str | None = None) -> RunningHost:
         name = name or f"labhost-test-{uuid.uuid4().hex[:8]}"
         layer = RedisChannelLayer(hosts=[redis_url], expiry=30, capacity=1000)
         client = redis.asyncio.Redis.from_url(redis_url)
-        host = LabHost(layer=layer, redis=client, name=name, limits=limits)
+        host = LabHost(
+            layer=layer,
+            redis=client,
+            name=name,
+            fleet=fleet,
+            limits=limits,
+        )
         stop = asyncio.Event()
         task = asyncio.create_task(host.run(stop))
         await eventually(lambda: client_exists(redis_url, labprotocol.heartbeat_key(name)), 5)
-        if not running:
-            settings.PLAYGROUND_LABHOST = name
         entry = RunningHost(host=host, layer=layer, client=client, stop=stop, task=task)
         running.append(entry)
         return entry
@@ -161,25 +170,62 @@ class HostProcess:
         return psutil.Process(self.process.pid).children(recursive=True)
 
     def lab_ids(self) -> list[str]:
-        keys: list[bytes] = _sync_redis(self.redis_url).keys(labprotocol.lab_key("*"))  # type: ignore[assignment]
-        return [key.decode().rsplit(":", 1)[1] for key in keys]
+        """The labs in the registry that this host runs."""
+        client = _sync_redis(self.redis_url)
+        keys: list[bytes] = client.keys(labprotocol.lab_key("*"))  # type: ignore[assignment]
+        ids = []
+        for key in keys:
+            raw = cast(bytes | None, client.get(key))
+            if raw is not None and json.loads(raw).get("host") == self.name:
+                ids.append(key.decode().rsplit(":", 1)[1])
+        return ids
 
 
-def start_runlabs(env: dict[str, str], redis_url: str, name: str | None = None) -> HostProcess:
+def host_named_by_pid(redis_url: str, fleet: str, pid: int) -> str | None:
+    """The name under which the lab host with this pid serves in `fleet`, once it does."""
+    client = _sync_redis(redis_url)
+    for raw_name in cast(list[bytes], client.zrange(labprotocol.fleet_key(fleet), 0, -1)):
+        name = raw_name.decode()
+        beat = labprotocol.heartbeat_parse(
+            cast(bytes | None, client.get(labprotocol.heartbeat_key(name)))
+        )
+        if beat is not None and beat["pid"] == pid:
+            return name
+    return None
+
+
+def start_runlabs(
+    env: dict[str, str],
+    redis_url: str,
+    name: str | None = None,
+    *,
+    fleet: str = labprotocol.DEFAULT_FLEET,
+    args: tuple[str, ...] = (),
+) -> HostProcess:
+    """`manage.py runlabs` (with no --name: the host's own default, as a school runs it),
+    returned once it serves in `fleet`."""
     process = subprocess.Popen(
-        [sys.executable, "manage.py", "runlabs", *(["--name", name] if name else [])],
+        [
+            sys.executable,
+            "manage.py",
+            "runlabs",
+            "--fleet",
+            fleet,
+            *(["--name", name] if name else []),
+            *args,
+        ],
         cwd=ROOT,
         env=env,
         preexec_fn=die_with_parent,
     )
-    key = labprotocol.heartbeat_key(name or labprotocol.HOST_CHANNEL)
     deadline = time.monotonic() + 20
-    while not client_exists(redis_url, key):
+    while (found := host_named_by_pid(redis_url, fleet, process.pid)) is None:
         if process.poll() is not None or time.monotonic() > deadline:
             stop_process(process)
             raise RuntimeError(f"runlabs did not start (exit code {process.returncode})")
         time.sleep(0.05)
-    return HostProcess(process=process, redis_url=redis_url, name=name or labprotocol.HOST_CHANNEL)
+    assert name is None or found == name
+    return HostProcess(process=process, redis_url=redis_url, name=found)
 
 
 def stop_runlabs_checked(host: HostProcess) -> None:

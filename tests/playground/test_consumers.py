@@ -364,25 +364,36 @@ async def _assert_closed_as_host_down(socket: Any, *, wait: float) -> None:
     }
 
 
+def record_on_a_silent_host(redis_url: str, owner: str) -> str:
+    """A lab in the registry whose host never answers (the record of a host just killed)."""
+    lab_id = uuid.uuid4().hex[:10]
+    record = {
+        "owner": labprotocol.owner_digest(owner),
+        "host": f"labhost-nobody-{uuid.uuid4().hex[:6]}",
+        "mode": "stateful",
+    }
+    redis.Redis.from_url(redis_url).set(labprotocol.lab_key(lab_id), json.dumps(record), ex=30)
+    return lab_id
+
+
 async def test_a_silent_lab_host_is_noticed(
-    owner_session: Any, sockets: Any, settings: Any
+    owner_session: Any, sockets: Any, redis_url: str
 ) -> None:
-    settings.PLAYGROUND_LABHOST = f"labhost-nobody-{uuid.uuid4().hex[:6]}"
-    session_key, _ = owner_session()
-    socket = sockets("abcdef1234", session_key)
+    session_key, owner = owner_session()
+    socket = sockets(record_on_a_silent_host(redis_url, owner), session_key)
     assert (await socket.connect())[0]
     await _assert_closed_as_host_down(socket, wait=10)
 
 
 async def test_a_hung_channel_layer_is_noticed_too(
-    owner_session: Any, sockets: Any, monkeypatch: pytest.MonkeyPatch
+    owner_session: Any, sockets: Any, monkeypatch: pytest.MonkeyPatch, redis_url: str
 ) -> None:
     async def hang(*_: Any, **__: Any) -> None:
         await asyncio.Event().wait()  # a Redis that accepts the command and never answers
 
     monkeypatch.setattr(LabConsumer, "to_host", hang)
-    session_key, _ = owner_session()
-    socket = sockets("abcdef1234", session_key)
+    session_key, owner = owner_session()
+    socket = sockets(record_on_a_silent_host(redis_url, owner), session_key)
     assert (await socket.connect())[0]
     await _assert_closed_as_host_down(socket, wait=15)
 
@@ -398,8 +409,8 @@ async def test_a_killed_lab_host_that_make_run_restarts_means_host_stopped_not_l
     # Only the new host's answer may end the socket here, not the consumer's own patience.
     monkeypatch.setattr(consumers, "HOST_SILENT", 60.0)
     name = f"labhost-killed-{uuid.uuid4().hex[:6]}"
-    settings.PLAYGROUND_LABHOST = name
-    host = await asyncio.to_thread(start_runlabs, server_env, redis_url, name)
+    settings.PLAYGROUND_FLEET = fleet = f"fleet-{name}"
+    host = await asyncio.to_thread(start_runlabs, server_env, redis_url, name, fleet=fleet)
     try:
         session_key, owner = owner_session()
         lab_id = await start_lab(owner)
@@ -411,7 +422,7 @@ async def test_a_killed_lab_host_that_make_run_restarts_means_host_stopped_not_l
         heartbeat = labprotocol.heartbeat_key(name)
         await eventually(lambda: not client_exists(redis_url, heartbeat), 10)
         # What make run does: a new lab host under the same name, which never ran this lab.
-        host = await asyncio.to_thread(start_runlabs, server_env, redis_url, name)
+        host = await asyncio.to_thread(start_runlabs, server_env, redis_url, name, fleet=fleet)
         message, close = await closed_because(socket)
         assert message["type"] == "closed" and "stopped answering" in message["message"]
         assert close == {"type": "websocket.close", "code": labprotocol.CLOSE_HOST_DOWN}

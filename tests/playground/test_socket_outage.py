@@ -54,7 +54,7 @@ async def test_a_watched_lab_socket_is_closed_with_4503_when_redis_goes_away(
         CACHES=_caches(own.url),
         CHANNEL_LAYERS=channel_layers,
         REDIS_URL=own.url,
-        PLAYGROUND_LABHOST=running.name,
+        PLAYGROUND_FLEET=running.host.fleet,
     ):
         session = SessionStore()
         session["lab_owner"] = "the-owner"

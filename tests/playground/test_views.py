@@ -19,7 +19,7 @@ VALID = {"mode": "stateful", "workers": "1", "users": "3", "rate": "10", "sticky
 
 @pytest.fixture
 def no_host(settings: Any) -> None:
-    settings.PLAYGROUND_LABHOST = f"labhost-nobody-{uuid.uuid4().hex[:6]}"
+    settings.PLAYGROUND_FLEET = f"fleet-nobody-{uuid.uuid4().hex[:6]}"
 
 
 def labels(html: str) -> dict[str, str]:
@@ -192,3 +192,53 @@ def test_a_redis_outage_is_an_outage_for_a_visitor_with_no_session(
     assert response.status_code == 503
     assert response.headers["Retry-After"]
     assert "cannot reach Redis" in response.text
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "address"),
+    [
+        ("203.0.113.7", "", "203.0.113.7"),  # no proxy: the peer
+        ("203.0.113.7", "198.51.100.1", "203.0.113.7"),  # not our proxy: its header is ignored
+        ("127.0.0.1", "198.51.100.1", "198.51.100.1"),  # our proxy: the client it saw
+        ("127.0.0.1", "", "127.0.0.1"),
+        # A client that writes its own header cannot choose its address: the proxy appends.
+        ("127.0.0.1", "192.0.2.66, 198.51.100.1", "198.51.100.1"),
+        # Two proxies of ours in a row (10.0.0.0/24, then loopback): the hop before them.
+        ("127.0.0.1", "198.51.100.1, 10.0.0.5", "198.51.100.1"),
+        ("127.0.0.1", "10.0.0.4, 10.0.0.5", "10.0.0.4"),
+        ("127.0.0.1", "198.51.100.1, not-an-address", "127.0.0.1"),
+        ("127.0.0.1", "2001:db8::1", "2001:db8::1"),
+    ],
+)
+def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy(
+    settings: Any, peer: str, forwarded: str, address: str
+) -> None:
+    import ipaddress
+
+    from django.test import RequestFactory
+
+    from playground.views import client_address
+
+    settings.TRUSTED_PROXIES = [
+        ipaddress.ip_network("127.0.0.1"),
+        ipaddress.ip_network("10.0.0.0/24"),
+    ]
+    request = RequestFactory().get("/", REMOTE_ADDR=peer, HTTP_X_FORWARDED_FOR=forwarded)
+    assert client_address(request) == address
+
+
+def test_bad_trusted_proxies_stop_the_settings_with_one_line(server_env: dict[str, str]) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {**server_env, "TRUSTED_PROXIES": "127.0.0.1,10.0.0.300"}
+    done = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode != 0
+    assert done.stderr == (
+        "settings: TRUSTED_PROXIES: '10.0.0.300' does not appear to be an IPv4 or IPv6 "
+        "network (addresses or networks, comma-separated)\n"
+    )

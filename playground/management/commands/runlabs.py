@@ -1,4 +1,10 @@
-"""`manage.py runlabs`: run the lab host until SIGTERM or SIGINT, then close every lab."""
+"""`manage.py runlabs`: run a lab host of the fleet until SIGTERM or SIGINT, then close its labs.
+
+Any number may run, on one machine or many: each takes a name of its own (this machine's
+name and the pid unless --name says otherwise) and joins the fleet the web tier places labs
+on. SIGTERM takes it out of the fleet at once; with --drain it then waits for its labs to end
+(a second SIGTERM ends the wait), and closes whatever is left.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from playground import labprotocol
 from playground.labhost.host import HostAlreadyRunning, LabHost
 from playground.labhost.limits import HostLimits
 
@@ -23,7 +30,22 @@ class Command(BaseCommand):
         parser.add_argument(
             "--name",
             default=None,
-            help="Channel the host listens on (default: settings.PLAYGROUND_LABHOST).",
+            help="Channel the host listens on, unique in the fleet (default: "
+            "labhost-<machine>-<pid>).",
+        )
+        parser.add_argument(
+            "--fleet",
+            default=None,
+            help="Fleet the host joins: the web tier places labs on the hosts of "
+            "settings.PLAYGROUND_FLEET (default: that).",
+        )
+        parser.add_argument(
+            "--drain",
+            type=float,
+            default=0.0,
+            metavar="SECONDS",
+            help="On SIGTERM, wait up to this long for labs to end before closing the rest "
+            "(default: 0, close them at once; a second SIGTERM ends the wait).",
         )
         parser.add_argument(
             "--max-labs",
@@ -45,32 +67,51 @@ class Command(BaseCommand):
         # lab's updates. And the young generation is collected every 10,000 net allocations
         # instead of 700: requests in flight and their timers keep ~11,000 young objects
         # alive, so the default ran a 5 ms pass three times a second that freed nothing.
+        name = options["name"] or labprotocol.host_default_name()
+        fleet = options["fleet"] or str(settings.PLAYGROUND_FLEET)
+        for what, value in (("--name", name), ("--fleet", fleet)):
+            if not labprotocol.HOST_NAME.match(value):
+                raise CommandError(
+                    f"{what} {value!r}: use 1 to 80 of letters, digits, '-', '_' and '.'"
+                )
+        if options["max_labs"] < 1:
+            raise CommandError(f"--max-labs {options['max_labs']}: at least 1")
+        if not 0 <= options["drain"] <= 24 * 3600:
+            raise CommandError(f"--drain {options['drain']:g}: from 0 to 86400 seconds")
         gc.freeze()
         gc.set_threshold(10_000, 10, 10)
         try:
             asyncio.run(
                 self._serve(
-                    name=options["name"] or str(settings.PLAYGROUND_LABHOST),
-                    max_labs=options["max_labs"],
+                    name=name, fleet=fleet, max_labs=options["max_labs"], drain=options["drain"]
                 )
             )
         except HostAlreadyRunning as exc:
             raise CommandError(str(exc)) from None
 
-    async def _serve(self, *, name: str, max_labs: int) -> None:
+    async def _serve(self, *, name: str, fleet: str, max_labs: int, drain: float) -> None:
         stop = asyncio.Event()
+        hurry = asyncio.Event()  # the second signal: stop draining, close the labs now
+
+        def signalled() -> None:
+            (hurry if stop.is_set() else stop).set()
+
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, signalled)
         client = redis.asyncio.Redis.from_url(settings.REDIS_URL)
         host = LabHost(
             layer=get_channel_layer(),
             redis=client,
             name=name,
+            fleet=fleet,
             limits=HostLimits(max_labs=max_labs),
         )
-        self.stdout.write(f"lab host {host.name!r} running (Ctrl-C stops it and every lab)")
+        self.stdout.write(
+            f"lab host {host.name!r} running in fleet {fleet!r}, at most {max_labs} labs "
+            "(Ctrl-C stops it and every lab)"
+        )
         try:
-            await host.run(stop)
+            await host.run(stop, drain=drain, hurry=hurry)
         finally:
             await client.aclose()

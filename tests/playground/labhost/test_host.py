@@ -279,7 +279,7 @@ def test_runlabs_stops_cleanly_on_sigterm_and_on_sigint(
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         name = f"labhost-proc-{uuid.uuid4().hex[:6]}"
-        host = start_runlabs(server_env, redis_url, name=name)
+        host = start_runlabs(server_env, redis_url, name=name, fleet=f"fleet-{name}")
         try:
             async_to_sync(_create_and_wait)(redis_url, name, host.process.pid)
             tree = [p.pid for p in host.tree()]
@@ -297,7 +297,7 @@ def test_workers_of_a_killed_host_die_on_their_own(
     from asgiref.sync import async_to_sync
 
     name = f"labhost-proc-{uuid.uuid4().hex[:6]}"
-    host = start_runlabs(server_env, redis_url, name=name)
+    host = start_runlabs(server_env, redis_url, name=name, fleet=f"fleet-{name}")
     try:
         async_to_sync(_create_and_wait)(redis_url, name, host.process.pid)
         tree = [p.pid for p in host.tree()]
