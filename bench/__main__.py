@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, tuple[str, str, str, int]] = {
         180,
     ),
     "kill": ("bench.kill", "run", "kill over a WebSocket to the worker shown down", 300),
+    "chat": ("bench.chat", "run", "reconnect storm of 50 chat users, jitter off and on", 600),
     "labs": ("bench.labs", "run", "concurrent labs one host holds with update lag p95 ok", 300),
     # The limit grows with --soak-minutes (see main).
     "soak": ("bench.soak", "run", "lab host RSS growth over a soak at 200 req/s", 900),

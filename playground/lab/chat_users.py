@@ -49,6 +49,7 @@ class ChatTally:
         self.connections_dropped = 0
         self.reconnects = 0
         self.reconnect_times = Histogram()
+        self.handshake_times = Histogram()  # a reconnect's own attempt: queueing shows here
         self.messages_sent = 0
         self.messages_delivered = 0
         self.messages_missed = 0
@@ -72,9 +73,10 @@ class ChatTally:
         self.attempts.append(now)
         self.peak_per_s = max(self.peak_per_s, len(self.attempts) / PEAK_WINDOW)
 
-    def reconnected(self, user: str, seconds: float, now: float) -> None:
+    def reconnected(self, user: str, seconds: float, handshake: float, now: float) -> None:
         self.reconnects += 1
         self.reconnect_times.add(seconds)
+        self.handshake_times.add(handshake)
         self.back(user, now)
 
     def back(self, user: str, now: float) -> None:
@@ -97,6 +99,9 @@ class ChatTally:
                 round(self.reconnect_times.percentile(95) * 1000, 1) if has else None
             ),
             "reconnect_all_back_ms": self.all_back_ms,
+            "handshake_p95_ms": (
+                round(self.handshake_times.percentile(95) * 1000, 1) if has else None
+            ),
             "reconnect_peak_per_s": round(self.peak_per_s, 1),
             "messages_sent": self.messages_sent,
             "messages_delivered": self.messages_delivered,
@@ -122,6 +127,9 @@ class ChatUser:
         self.last = ""  # the seq of the last message it saw (or the room's, at ready)
         self.expect: dict[str, float] = {}  # message id -> when it was sent (monotonic)
         self.recent: deque[str] = deque(maxlen=RECENT)
+        # Its own messages not yet echoed back (the echo is the acknowledgement): sent
+        # again after a reconnect, as a chat client does; receivers ignore a second copy.
+        self.unacked: dict[str, str] = {}
         self.sent = 0
         self.drops = 0  # its connection ended without it asking
         self.resumed = 0  # messages it got back on reconnecting (sent while it was away)
@@ -163,8 +171,9 @@ class ChatUser:
         while not self.stopping:
             if dropped_at is not None or attempt:
                 await asyncio.sleep(self.backoff(attempt))
+            attempted = time.monotonic()
             if dropped_at is not None:
-                self.tally.attempt(time.monotonic())
+                self.tally.attempt(attempted)
             ready = await self.connect()
             if ready is None:
                 attempt += 1
@@ -172,8 +181,9 @@ class ChatUser:
             now = time.monotonic()
             if dropped_at is not None:
                 self.check_history(ready.get("history", []))
-                self.tally.reconnected(self.name, now - dropped_at, now)
+                self.tally.reconnected(self.name, now - dropped_at, now - attempted, now)
             attempt = 0
+            await self.resend()
             await self.chat()
             if self.stopping:
                 return
@@ -231,6 +241,17 @@ class ChatUser:
                 await sender
             self.disconnect()
 
+    async def resend(self) -> None:
+        ws = self.ws
+        if ws is None or not self.unacked:
+            return
+        for message_id, text in list(self.unacked.items()):
+            self.crowd.resending(self, message_id)
+            try:
+                await ws.send_text(json.dumps({"type": "send", "id": message_id, "text": text}))
+            except OSError:
+                return
+
     async def send_loop(self, ws: WebSocket) -> None:
         while True:
             await asyncio.sleep(self.crowd.period() * self.rng.uniform(0.5, 1.5))
@@ -238,11 +259,11 @@ class ChatUser:
                 continue
             self.sent += 1
             message_id = f"{self.name}:{self.sent}"
+            text = f"hello {self.sent}"
             self.crowd.sending(self, message_id)
+            self.unacked[message_id] = text
             try:
-                await ws.send_text(
-                    json.dumps({"type": "send", "id": message_id, "text": f"hello {self.sent}"})
-                )
+                await ws.send_text(json.dumps({"type": "send", "id": message_id, "text": text}))
             except OSError:
                 return  # the receive loop sees the connection end
 
@@ -250,6 +271,7 @@ class ChatUser:
 
     def received(self, frame: dict[str, Any]) -> None:
         message_id = str(frame.get("id", ""))
+        self.unacked.pop(message_id, None)
         if self.expect.pop(message_id, None) is not None:
             self.tally.messages_delivered += 1
         self.last = str(frame.get("seq") or self.last)
@@ -340,6 +362,14 @@ class ChatCrowd:
                 continue
             if user.connected_since is not None or (self.resume and user.joined):
                 user.expect[message_id] = now
+
+    def resending(self, sender: ChatUser, message_id: str) -> None:
+        """A message sent again after its sender reconnected: those still waiting for it
+        wait from now."""
+        now = time.monotonic()
+        for user in self.users.values():
+            if user.room == sender.room and user.expect.pop(message_id, None) is not None:
+                user.expect[message_id] = now  # at the end: the dict stays oldest first
 
     def by_worker(self) -> dict[str, list[str]]:
         """Worker name -> users connected to it now."""
