@@ -36,6 +36,7 @@ BENCHMARKS: dict[str, tuple[str, str, str, int]] = {
         240,
     ),
     "kill": ("bench.kill", "run", "kill over a WebSocket to the worker shown down", 300),
+    "chat": ("bench.chat", "run", "reconnect storm of 50 chat users, jitter off and on", 600),
     "labs": ("bench.labs", "run", "concurrent labs one host holds with update lag p95 ok", 300),
     "proxy": (
         "bench.proxy",

@@ -4,7 +4,10 @@ Round robin or least connections; sticky sessions through an inserted `LB` cooki
 HAProxy's `cookie SERVERID insert`); passive health (refused, reset, timed-out requests)
 and active health checks (GET /health every interval, fall/rise as in HAProxy). It never
 retries a request that may have reached a worker: only a refused connection, where
-nothing was sent, is redispatched. No Django imports here.
+nothing was sent, is redispatched. An `Upgrade: websocket` request is tunnelled: after the
+worker's 101, bytes go both ways until either side closes; with room affinity (stateful
+chat) `/chat/<room>` goes to the worker a hash of the room names, or the next live one.
+No Django imports here.
 """
 
 from __future__ import annotations
@@ -12,12 +15,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .wire import BadMessage, Connection, Request, Response, error_response, read_request
+from .wire import (
+    BadMessage,
+    Connection,
+    Request,
+    Response,
+    error_response,
+    read_request,
+    read_response,
+)
 
 HOST = "127.0.0.1"
 CONNECT_TIMEOUT = 0.5
@@ -25,6 +37,10 @@ CONNECT_TIMEOUT = 0.5
 # queue can grow (50 users x 40 ms of work = 2 s): overload shows as latency, not as 504s.
 UPSTREAM_TIMEOUT = 3.0
 STICKY_COOKIE = "LB"
+# A WebSocket handshake waits for the worker's 101 this long: a reconnect storm queues
+# handshakes in the workers (each one's work holds a slot), and that wait is the lesson.
+UPGRADE_TIMEOUT = 10.0
+TUNNEL_CHUNK = 64 * 1024
 
 
 @dataclass(eq=False)
@@ -38,6 +54,7 @@ class Backend:
     fails: int = 0  # consecutive failures (checks or requests)
     rises: int = 0  # consecutive successful checks while down
     inflight: int = 0
+    tunnels: int = 0  # WebSockets open through it (after the 101)
     connecting: int = 0  # requests for which a connection to it is being opened
     no_connects: asyncio.Event = field(default_factory=asyncio.Event)
     dispatched: int = 0  # requests sent to it, ever
@@ -56,6 +73,11 @@ class Backend:
     @property
     def sessions(self) -> int:
         return int(self.health["sessions"]) if self.health else 0
+
+    @property
+    def connections(self) -> int:
+        """WebSockets open on it, as its last /health said."""
+        return int(self.health.get("connections", 0)) if self.health else 0
 
     def rps(self, now: float, window: float = 1.0) -> float:
         """Requests per second over about the last second, from the worker's own
@@ -99,10 +121,12 @@ class Balancer:
         timeout: float = 0.15,
         fall: int = 2,
         rise: int = 2,
+        room_affinity: bool = False,
         on_health: HealthCallback | None = None,
     ) -> None:
         self.balancing = balancing
         self.sticky = sticky
+        self.room_affinity = room_affinity
         self.interval = interval
         self.timeout = min(timeout, interval * 0.9)
         self.fall = fall
@@ -281,8 +305,8 @@ class Balancer:
             if pinned is not None and pinned in candidates:
                 return pinned
         if self.balancing == "least_conn":
-            fewest = min(b.inflight for b in candidates)
-            candidates = [b for b in candidates if b.inflight == fewest]
+            fewest = min(b.inflight + b.tunnels for b in candidates)
+            candidates = [b for b in candidates if b.inflight + b.tunnels == fewest]
         # Round robin: the first candidate after the one chosen last, in name order.
         names = list(self.backends)
         start = names.index(self._last) + 1 if self._last in self.backends else 0
@@ -290,6 +314,19 @@ class Balancer:
         chosen = min(candidates, key=lambda b: order[b.name])
         self._last = chosen.name
         return chosen
+
+    def choose_room(self, room: str, tried: set[str]) -> Backend | None:
+        """Connection affinity: the worker a hash of the room names, in the order the
+        workers were added; if it is out of service, the next live one after it."""
+        names = list(self.backends)
+        if not names:
+            return None
+        start = zlib.crc32(room.encode()) % len(names)
+        for name in names[start:] + names[:start]:
+            backend = self.backends[name]
+            if backend.available and name not in tried:
+                return backend
+        return None
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -305,6 +342,9 @@ class Balancer:
                     writer.write(bad.encode(keep_alive=False))
                     break
                 if request is None:
+                    break
+                if (request.header("upgrade") or "").lower() == "websocket":
+                    await self.tunnel(request, reader, writer, str(peer[0]))
                     break
                 response, extra = await self.forward(request, str(peer[0]))
                 keep_alive = request.keep_alive and not self.closing
@@ -379,6 +419,92 @@ class Balancer:
             if self.sticky and request.cookie(STICKY_COOKIE) != backend.name:
                 extra.append(("Set-Cookie", f"{STICKY_COOKIE}={backend.name}; Path=/"))
             return response, extra
+
+    async def tunnel(
+        self,
+        request: Request,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        client: str,
+    ) -> None:
+        """Hand a WebSocket upgrade to a worker; after its 101, copy bytes both ways until
+        either side closes (a killed worker's end closes the client's)."""
+        room = request.target.split("?", 1)[0].removeprefix("/chat/")
+        tried: set[str] = set()
+        while True:
+            if self.room_affinity and request.target.startswith("/chat/"):
+                backend = self.choose_room(room, tried)
+            else:
+                backend = self.choose(request, tried)
+            if backend is None:
+                text = "no worker accepted the connection" if tried else "no healthy worker"
+                writer.write(error_response(503, text).encode(keep_alive=False))
+                return
+            tried.add(backend.name)
+            port = backend.port
+            assert port is not None
+            try:
+                upstream = await Connection.open(HOST, port, CONNECT_TIMEOUT)
+            except (OSError, TimeoutError) as exc:
+                self._failure(backend, f"request: {describe_error(exc)}")
+                continue  # nothing reached it: another worker may take the connection
+            break
+        try:
+            head = [f"{request.method} {request.target} HTTP/1.1"]
+            head += [f"{k}: {v}" for k, v in request.headers if k.lower() != "content-length"]
+            head.append(f"X-Forwarded-For: {client}")
+            upstream.writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+            backend.inflight += 1
+            try:
+                async with asyncio.timeout(UPGRADE_TIMEOUT):
+                    response = await read_response(upstream.reader)
+            finally:
+                backend.inflight -= 1
+        except TimeoutError:
+            upstream.close()
+            backend.failed += 1
+            writer.write(
+                error_response(504, f"{backend.name} did not answer in time").encode(
+                    keep_alive=False
+                )
+            )
+            return
+        except (OSError, asyncio.IncompleteReadError, BadMessage) as exc:
+            upstream.close()
+            backend.failed += 1
+            self._failure(backend, f"request: {describe_error(exc)}")
+            writer.write(
+                error_response(502, f"{backend.name} failed mid-request").encode(keep_alive=False)
+            )
+            return
+        except BaseException:
+            upstream.close()
+            raise
+        lines = [f"HTTP/1.1 {response.status} {response.reason}"]
+        lines += [f"{k}: {v}" for k, v in response.headers]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + response.body)
+        if response.status != 101:
+            upstream.close()
+            return
+        self._success(backend, check=False)
+        backend.tunnels += 1
+        try:
+            await asyncio.gather(_pipe(reader, upstream.writer), _pipe(upstream.reader, writer))
+        finally:
+            backend.tunnels -= 1
+            upstream.close()
+
+
+async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    """Copy until the source ends, then close the sink (and so the other direction)."""
+    try:
+        while data := await source.read(TUNNEL_CHUNK):
+            sink.write(data)
+            await sink.drain()
+    except (OSError, asyncio.IncompleteReadError):
+        pass
+    finally:
+        sink.close()
 
 
 def describe_error(exc: BaseException) -> str:

@@ -48,7 +48,11 @@ SETTABLE: dict[str, tuple[type, ...]] = {
     "worker_concurrency": (int,),
     "session_ttl": (int, float),
     "handoff": (bool,),
+    "jitter": (bool,),
 }
+# Settings that mean something to one workload only: a lab of the other refuses them.
+SHOP_ONLY = ("handoff", "session_ttl")
+CHAT_ONLY = ("rooms", "jitter")
 
 
 @dataclass
@@ -63,6 +67,9 @@ class LabConfig:
     (handoff); persistence, store_latency_ms and store_jitter_ms are that store's.
     session_ttl: seconds a virtual user keeps its session before it logs out and a new
     visitor logs in (the users who leave and arrive that let a balancer rebalance).
+    workload "chat": users hold WebSockets in `rooms` rooms and send `rate` messages per
+    second in total; `jitter` switches their reconnect backoff's full jitter (off: the
+    thundering herd). handoff and session_ttl are the shop's; rooms and jitter the chat's.
     """
 
     lab_id: str = "lab"
@@ -122,13 +129,26 @@ class LabConfig:
             raise LabError("handoff is for stateful labs: a stateless lab has nothing to hand off.")
         _check_number("session_ttl", self.session_ttl, MIN_SESSION_TTL, SESSION_TTL)
         self.session_ttl = float(self.session_ttl)
+        _check_bool("jitter", self.jitter)
         if self.workload == "chat":
             if self.rooms is None:
                 self.rooms = 3
             _check_int("rooms", self.rooms, 1, MAX_ROOMS)
-        elif self.rooms is not None:
-            raise LabError("rooms is a chat setting: a shop lab has no rooms.")
-        _check_bool("jitter", self.jitter)
+            if self.handoff:
+                raise LabError(
+                    "handoff is a shop setting: chat users hold connections, not sessions, "
+                    "and a connection cannot be handed to another process."
+                )
+            if self.session_ttl != SESSION_TTL:
+                raise LabError("session_ttl is a shop setting: chat users have no sessions.")
+        else:
+            if self.rooms is not None:
+                raise LabError("rooms is a chat setting: a shop lab has no rooms.")
+            if not self.jitter:
+                raise LabError(
+                    "jitter is a chat setting (how chat users reconnect): a shop lab's users "
+                    "hold no connections to reconnect."
+                )
         _check_number("health_interval", self.health_interval, 0.05, 5.0)
         self.health_interval = float(self.health_interval)
         _check_int("fall", self.fall, 1, 10)

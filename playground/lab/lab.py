@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .balancer import Backend, Balancer
-from .config import MAX_WORKERS, SETTABLE, LabConfig
+from .chat_users import ChatCrowd
+from .config import CHAT_ONLY, MAX_WORKERS, SETTABLE, SHOP_ONLY, LabConfig
 from .errors import LabError
 from .events import EventCallback, EventLog
 from .metrics import Metrics
@@ -37,6 +38,7 @@ class Disruption:
     sessions_held: int
     sessions_source: str  # "health_before_kill" or "last_health_poll"
     inflight: int  # requests in flight to it when it happened (see worker_kill)
+    connections_held: int = 0  # chat: WebSockets open on it (its /health, as sessions)
     marked_down_after_ms: float | None = None
     failed_before: int = 0  # the balancer's count of requests failed on it, before
     requests_failed: int | None = None  # ... and how many failed because of it (stops)
@@ -65,6 +67,7 @@ class Lab:
             timeout=0.15,
             fall=config.fall,
             rise=config.rise,
+            room_affinity=config.workload == "chat" and config.mode == "stateful",
             on_health=self._on_health,
         )
         self.store: Store | None = None
@@ -77,13 +80,15 @@ class Lab:
                 work_ms=config.work_ms,
                 concurrency=config.worker_concurrency,
                 handoff=config.handoff,
+                workload=config.workload,
             ),
             emit=self.events.emit,
             on_ready=self._on_ready,
             on_exit=self._on_exit,
             auto_restart=config.auto_restart,
         )
-        self.crowd: Crowd | None = None
+        self.crowd: Crowd | None = None  # the shop's users
+        self.chat: ChatCrowd | None = None  # the chat's users
         self._ticker: asyncio.Task[None] | None = None
         self._next_number = 1
         self._close_lock = asyncio.Lock()
@@ -112,14 +117,26 @@ class Lab:
                 await self._spawn_new()
                 if self.state != "starting":
                     raise LabError("The lab was closed while it started.")
-            self.crowd = Crowd(
-                port=port,
-                metrics=self.metrics,
-                users=self.config.users,
-                rate=self.config.rate,
-                session_ttl=self.config.session_ttl,
-            )
-            self.crowd.start()
+            if self.config.workload == "chat":
+                assert self.config.rooms is not None
+                self.chat = ChatCrowd(
+                    port=port,
+                    users=self.config.users,
+                    rate=self.config.rate,
+                    rooms=self.config.rooms,
+                    jitter=self.config.jitter,
+                    resume=self.config.mode == "stateless",
+                )
+                self.chat.start()
+            else:
+                self.crowd = Crowd(
+                    port=port,
+                    metrics=self.metrics,
+                    users=self.config.users,
+                    rate=self.config.rate,
+                    session_ttl=self.config.session_ttl,
+                )
+                self.crowd.start()
             self._ticker = asyncio.create_task(self._tick_loop())
         except BaseException as exc:
             await self.close()
@@ -131,8 +148,17 @@ class Lab:
             "lab.started",
             f"Lab started: {self.config.workers} {self.config.mode} workers behind a "
             f"{self.config.balancing.replace('_', ' ')} balancer on port {port} "
-            f"(sticky sessions {'on' if self.config.sticky else 'off'}), "
-            f"{self.config.users} users sending {self.config.rate:g} requests/s.",
+            + (
+                f"(each room on the worker a hash of its name picks), {self.config.users} "
+                f"users chatting in {self.config.rooms} rooms, {self.config.rate:g} messages/s."
+                if self.config.workload == "chat" and self.config.mode == "stateful"
+                else f"(any worker for any connection), {self.config.users} users chatting "
+                f"in {self.config.rooms} rooms through the store, "
+                f"{self.config.rate:g} messages/s."
+                if self.config.workload == "chat"
+                else f"(sticky sessions {'on' if self.config.sticky else 'off'}), "
+                f"{self.config.users} users sending {self.config.rate:g} requests/s."
+            ),
         )
 
     async def close(self) -> None:
@@ -149,6 +175,8 @@ class Lab:
                         await self._ticker
                 if self.crowd is not None:
                     await self.crowd.close()
+                if self.chat is not None:
+                    await self.chat.close()
                 await self.balancer.close()
             finally:
                 await self.supervisor.close()
@@ -204,24 +232,35 @@ class Lab:
             raise LabError(f"{name} is not running.")
         async with self._busy(worker, "being killed"):
             backend = self.balancer.backends[name]
-            held, source = await self._sessions_held(worker, backend)
+            held, source, connections = await self._held(worker, backend)
             # In flight "at the kill": those outstanding now, plus any the balancer sends
             # it while it dies (until its sockets are closed and we have reaped it).
             dispatched = backend.dispatched
             # Recorded before the signal: the requests the kill cuts short can get it marked
             # down (passive health check) before the kill returns, and that delay is measured.
             pid = worker.pid
-            kill = Disruption(name, "killed", pid, self.now(), held, source, backend.inflight)
+            kill = Disruption(
+                name, "killed", pid, self.now(), held, source, backend.inflight, connections
+            )
             self.disruptions.append(kill)
             await self.supervisor.kill(worker)
             await asyncio.sleep(0.01)  # let the loop see its sockets close
             kill.inflight += backend.dispatched - dispatched
             inflight = kill.inflight
-            memory = (
-                f"it held {held} sessions in its memory, now gone"
-                if self.config.mode == "stateful"
-                else "it held no sessions (they live in Redis)"
-            )
+            if self.config.workload == "chat":
+                memory = (
+                    f"it held {connections} open connections, all dropped: their users "
+                    "reconnect"
+                    + (
+                        ", and the history of its rooms is gone"
+                        if self.config.mode == "stateful"
+                        else " and resume from the store"
+                    )
+                )
+            elif self.config.mode == "stateful":
+                memory = f"it held {held} sessions in its memory, now gone"
+            else:
+                memory = "it held no sessions (they live in Redis)"
             self.events.emit(
                 "worker.killed",
                 f"{name} killed (SIGKILL, pid {pid}); {memory}; "
@@ -229,13 +268,21 @@ class Lab:
             )
 
     async def _sessions_held(self, worker: WorkerProcess, backend: Backend) -> tuple[int, str]:
-        """Sessions in its memory right now: its /health just before the signal, or the
-        last health poll when it cannot answer (paused)."""
+        held, source, _ = await self._held(worker, backend)
+        return held, source
+
+    async def _held(self, worker: WorkerProcess, backend: Backend) -> tuple[int, str, int]:
+        """Sessions in its memory and WebSockets open on it right now: its /health just
+        before the signal, or the last health poll when it cannot answer (paused)."""
         if worker.state == "running":
             data = await self.balancer.fetch_health(worker.name)
             if data is not None:
-                return int(data.get("sessions", 0)), "health_before_kill"
-        return backend.sessions, "last_health_poll"
+                return (
+                    int(data.get("sessions", 0)),
+                    "health_before_kill",
+                    int(data.get("connections", 0)),
+                )
+        return backend.sessions, "last_health_poll", backend.connections
 
     async def worker_stop(self, name: str) -> None:
         """Graceful stop: the balancer stops sending it requests, then SIGTERM; the worker
@@ -498,6 +545,14 @@ class Lab:
             raise LabError(
                 f"Cannot change {', '.join(unknown)}; you can change {', '.join(SETTABLE)}."
             )
+        wrong = sorted(
+            set(changes) & set(CHAT_ONLY if self.config.workload == "shop" else SHOP_ONLY)
+        )
+        if wrong:
+            other = "chat" if self.config.workload == "shop" else "shop"
+            raise LabError(
+                f"{', '.join(wrong)} is a {other} setting; this is a {self.config.workload} lab."
+            )
         new = self.config.replace(**changes)
         old, self.config = self.config, new
         if new.sticky != old.sticky:
@@ -529,6 +584,22 @@ class Lab:
         if new.users != old.users and self.crowd is not None:
             await self.crowd.resize(new.users)
             self.events.emit("users.count", f"{new.users} virtual users now shop.")
+        if self.chat is not None:
+            if new.rate != old.rate:
+                self.chat.rate = new.rate
+                self.events.emit("users.rate", f"Users now send {new.rate:g} messages/s in total.")
+            if new.users != old.users:
+                await self.chat.resize(new.users)
+                self.events.emit("users.count", f"{new.users} virtual users now chat.")
+            if new.jitter != old.jitter:
+                self.chat.jitter = new.jitter
+                self.events.emit(
+                    "users.jitter",
+                    "Reconnects now wait random(0, min(8 s, 1 s x 2^n)): full jitter spreads "
+                    "a storm out."
+                    if new.jitter
+                    else "Reconnects now happen at once, all together: the thundering herd.",
+                )
         store_knobs = (new.store_latency_ms, new.store_jitter_ms)
         if store_knobs != (old.store_latency_ms, old.store_jitter_ms):
             if self.store is None:
@@ -581,6 +652,8 @@ class Lab:
             worker.crashes = 0
         if self.crowd is not None:
             await self.crowd.restart()
+        if self.chat is not None:
+            await self.chat.restart()
         self.metrics.reset()  # what the users did while logging out is not part of it
         self.events.emit("lab.reset", "Counters and events reset; users start afresh.")
 
@@ -603,7 +676,12 @@ class Lab:
     def snapshot(self) -> dict[str, Any]:
         """A JSON-serialisable picture of the lab, cheap enough to call 5 times a second."""
         now = time.monotonic()
-        pinned = self.crowd.pinned() if self.crowd is not None and self.config.sticky else {}
+        if self.chat is not None:
+            pinned = self.chat.by_worker()
+        elif self.crowd is not None and self.config.sticky:
+            pinned = self.crowd.pinned()
+        else:
+            pinned = {}
         ok_by_worker = self.metrics.ok_by_worker
         total_ok = sum(ok_by_worker.values()) or 1
         workers = []
@@ -628,6 +706,7 @@ class Lab:
                     "healthy": bool(backend and backend.healthy and alive),
                     "version": worker.version,
                     "queue": int(health.get("queue", 0)) if health else 0,
+                    "connections": int(health.get("connections", 0)) if health else 0,
                     "requests_ok": ok_by_worker.get(worker.name, 0),
                     "share": round(ok_by_worker.get(worker.name, 0) / total_ok, 3),
                 }
@@ -639,13 +718,22 @@ class Lab:
             "sticky": config.sticky,
             "balancing": config.balancing,
             "rate": config.rate,
-            "users": len(self.crowd.users) if self.crowd is not None else config.users,
+            "users": (
+                len(self.crowd.users)
+                if self.crowd is not None
+                else len(self.chat.users)
+                if self.chat is not None
+                else config.users
+            ),
             "auto_restart": config.auto_restart,
             "workload": config.workload,
             "work_ms": config.work_ms,
             "worker_concurrency": config.worker_concurrency,
             "session_ttl": config.session_ttl,
             "handoff": config.handoff,
+            "rooms": config.rooms,
+            "jitter": config.jitter,
+            "chat": self.chat.summary() if self.chat is not None else None,
             "version": self.version,
             "deploying": self.deploying,
             "deploys": list(self.deploys),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import os
 import signal
 import sys
@@ -66,7 +67,22 @@ def _worker_env() -> dict[str, str]:
     env["PYTHONPYCACHEPREFIX"] = os.path.join(
         tempfile.gettempdir(), f"playground-worker-pycache-{os.getuid()}"
     )
+    env["PLAYGROUND_WORKER_LIBS"] = os.pathsep.join(worker_libraries())
     return env
+
+
+def worker_libraries() -> list[str]:
+    """Where the chat worker's one library (wsproto, and h11 under it) is installed:
+    workers run with -S (no site-packages), so a chat worker adds these to its path
+    itself (playground.worker.life.chat_libraries). Found without importing them."""
+    found: list[str] = []
+    for name in ("wsproto", "h11"):
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.origin:
+            directory = str(Path(spec.origin).parent.parent)
+            if directory not in found:
+                found.append(directory)
+    return found
 
 
 @dataclass
@@ -80,6 +96,7 @@ class WorkerSpec:
     concurrency: int = 1
     version: int = 1
     handoff: bool = False  # stateful workers hand their sessions to the store on a stop
+    workload: str = "shop"  # chat: WebSocket rooms (playground.worker.chat)
 
     def command(self, name: str) -> list[str]:
         # -S: no site-packages; the worker uses the standard library only and starts faster.
@@ -109,6 +126,8 @@ class WorkerSpec:
             args += ["--redis-url", self.redis_url]
         if self.handoff:
             args.append("--handoff")
+        if self.workload != "shop":
+            args += ["--workload", self.workload]
         return args
 
 

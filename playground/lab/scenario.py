@@ -13,12 +13,25 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .config import LabConfig
+from .config import CHAT_ONLY, SHOP_ONLY, LabConfig
 from .errors import LabError
 from .lab import Lab
 from .process import find_orphans
 
 MAX_SECONDS = 600.0
+CHAT_SETTLE = 3.0  # a chat run's end: users stop sending; what is on its way may arrive
+CHAT_KEYS = (
+    "connections_dropped",
+    "reconnects",
+    "reconnect_p50_ms",
+    "reconnect_p95_ms",
+    "reconnect_all_back_ms",
+    "reconnect_peak_per_s",
+    "messages_sent",
+    "messages_delivered",
+    "messages_missed",
+    "history_lost",
+)
 WORKER_VERBS = {
     "kill": "worker_kill",
     "stop": "worker_stop",
@@ -58,6 +71,7 @@ SETTINGS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "work-ms": ("work_ms", _number),
     "worker-concurrency": ("worker_concurrency", _whole),
     "session-ttl": ("session_ttl", _number),
+    "jitter": ("jitter", _on_off),
 }
 AT = re.compile(r"^(\d+(?:\.\d+)?):(.+)$")
 WORKER = re.compile(r"^worker-([1-9][0-9]{0,8})$")
@@ -149,6 +163,12 @@ def actions_check(config: LabConfig, seconds: float, actions: list[Action]) -> l
                 "sessions in its workers' memory)."
             )
         if action.setting is not None:
+            knob = action.setting[0]
+            if knob in (CHAT_ONLY if config.workload == "shop" else SHOP_ONLY):
+                other = "chat" if config.workload == "shop" else "shop"
+                raise ScenarioError(
+                    f"{action}: {knob} is a {other} setting; this is a {config.workload} lab."
+                )
             config.replace(**dict([action.setting]))  # LabError if out of range
     return ordered
 
@@ -170,7 +190,9 @@ def _operation(lab: Lab, action: Action) -> Callable[[], Awaitable[Any]]:
 
 async def scenario_run(config: LabConfig, seconds: float, actions: list[Action]) -> dict[str, Any]:
     """Run the lab, do each action at its time (in order; one still running delays the
-    next), close it, and return the report. LabError if an action fails."""
+    next), close it, and return the report. LabError if an action fails. A chat run ends
+    with its users quiet for up to CHAT_SETTLE s, so that every message sent is counted
+    as delivered or missed, not left on its way."""
     actions = actions_check(config, seconds, actions)
     lab = Lab(config)
     try:
@@ -182,6 +204,8 @@ async def scenario_run(config: LabConfig, seconds: float, actions: list[Action])
             except LabError as exc:
                 raise LabError(f"{action} at {lab.now():.1f} s: {exc}") from exc
         await asyncio.sleep(max(0.0, seconds - lab.now()))
+        if lab.chat is not None:
+            await lab.chat.settle(CHAT_SETTLE)
         lab.metrics.tick()
         snapshot = lab.snapshot()
         spawn_times = lab.spawn_times
@@ -226,6 +250,7 @@ def scenario_report(
                 "sessions_held": d["sessions_held"],
                 "sessions_held_source": d["sessions_source"],
                 "requests_in_flight": d["inflight"],
+                "connections_held": d["connections_held"],
                 "marked_down_after_ms": d["marked_down_after_ms"],
             }
             for d in kills
@@ -246,6 +271,7 @@ def scenario_report(
                 "sessions": w["sessions"],
                 "share": w["share"],
                 "version": w["version"],
+                "connections": w["connections"],
             }
             for w in snapshot["workers"]
         },
@@ -259,6 +285,12 @@ def scenario_report(
         "orphans_after": len(orphans),
         "events": [f"{e['t']:7.3f}s {e['text']}" for e in snapshot["events"]],
     }
+    chat = snapshot["chat"]
+    if chat is not None:
+        report["rooms"] = config.rooms
+        report["jitter"] = config.jitter
+        report.update({key: chat[key] for key in CHAT_KEYS})
+        report["messages_pending"] = chat["messages_pending"]
     if kills:
         first = kills[0]["t"]
         before = lab.metrics.latency_between(0.0, first)

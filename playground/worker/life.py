@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import os
 import signal
+import sys
 
 from config.lifeline import die_with
 
@@ -57,7 +58,20 @@ async def main(args: argparse.Namespace) -> int:
     if not die_with(parent):
         return 70  # the spawner died before we even started
     shop = Shop(args)
-    server = Server(shop)
+    chat = None
+    if args.workload == "chat":
+        chat_libraries()
+        from .chat import Chat  # wsproto: only a chat worker pays for its import
+
+        chat = Chat(
+            name=args.name,
+            mode=args.mode,
+            capacity=shop.capacity,
+            redis_url=args.redis_url,
+            prefix=args.prefix,
+        )
+        shop.connections = lambda: chat.connections if chat is not None else 0
+    server = Server(shop, chat)
     loop = asyncio.get_running_loop()
     listener = await loop.create_server(server.protocol, args.host, args.port, backlog=512)
     port = listener.sockets[0].getsockname()[1]
@@ -72,8 +86,19 @@ async def main(args: argparse.Namespace) -> int:
     os.write(1, f"READY {port}\n".encode())
     await server.done.wait()
     guard.cancel()
+    if chat is not None:
+        await chat.close()
     await shop.sessions.close()
     return 0
+
+
+def chat_libraries() -> None:
+    """Workers run with `python -S` (no site-packages, a faster start); a chat worker
+    needs wsproto, whose directories the lab passes in PLAYGROUND_WORKER_LIBS. They go
+    after the standard library, so no stdlib import looks there first."""
+    for path in os.environ.get("PLAYGROUND_WORKER_LIBS", "").split(os.pathsep):
+        if path and path not in sys.path:
+            sys.path.append(path)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -82,6 +107,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mode", choices=("stateful", "stateless"), required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0: any free port (printed)")
+    parser.add_argument(
+        "--workload",
+        choices=("shop", "chat"),
+        default="shop",
+        help="shop: HTTP sessions and carts; chat: WebSocket rooms at /chat/<room>",
+    )
     parser.add_argument("--redis-url", default="")
     parser.add_argument("--prefix", default="lab:default:")
     parser.add_argument("--session-ttl", type=float, default=1800.0)

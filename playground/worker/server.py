@@ -10,28 +10,44 @@ import asyncio
 import json
 import sys
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .shop import HttpError, Shop
+
+if TYPE_CHECKING:
+    from .chat import Chat
 
 MAX_HEAD = 16 * 1024
 MAX_BODY = 64 * 1024
 IDLE_GRACE = 0.1  # after SIGTERM, idle keep-alive connections are closed after this
 
 
-class Server:
-    """Every connection of this worker, and their draining on SIGTERM."""
+class Member(Protocol):
+    """An open connection of this worker: HTTP, or a WebSocket it was upgraded to."""
 
-    def __init__(self, shop: Shop) -> None:
+    @property
+    def idle(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class Server:
+    """Every connection of this worker, and their draining on SIGTERM. A chat worker
+    (`chat`) hands `Upgrade: websocket` requests for /chat/<room> over to its rooms."""
+
+    def __init__(self, shop: Shop, chat: Chat | None = None) -> None:
         self.shop = shop
+        self.chat = chat
+        if chat is not None:
+            chat.server = self
         self.draining = False
-        self.connections: set[HttpConnection] = set()
+        self.connections: set[Member] = set()
         self.done = asyncio.Event()
 
     def protocol(self) -> HttpConnection:
         return HttpConnection(self)
 
-    def gone(self, connection: HttpConnection) -> None:
+    def gone(self, connection: Member) -> None:
         self.connections.discard(connection)
         if self.draining and not self.connections:
             self.done.set()
@@ -94,6 +110,15 @@ class HttpConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def hand_over(self, member: Member) -> None:
+        """The connection is a WebSocket now: `member` owns its transport and callbacks."""
+        assert self.transport is not None
+        self.transport.set_protocol(member)  # type: ignore[arg-type]
+        self.closed = True
+        self.task = None
+        self.server.connections.discard(self)
+        self.server.connections.add(member)
+
     def data_received(self, data: bytes) -> None:
         self.buffer += data
         if self.task is None:
@@ -132,6 +157,15 @@ class HttpConnection(asyncio.Protocol):
                 except HttpError as exc:
                     answer = exc.status, {"error": exc.message}, []
                 self.respond(*answer, keep_alive)
+            elif (
+                self.server.chat is not None
+                and path.startswith("/chat/")
+                and headers.get("upgrade", "").lower() == "websocket"
+            ):
+                # What follows the upgrade is the WebSocket's: it waits in the buffer.
+                self.task = asyncio.get_running_loop().create_task(
+                    self.upgrade(self.server.chat, target, headers)
+                )
             else:
                 self.task = asyncio.get_running_loop().create_task(
                     self.serve(method, target, path, headers, body, keep_alive)
@@ -183,6 +217,17 @@ class HttpConnection(asyncio.Protocol):
         self.task = None
         self.respond(status, data, extra, keep_alive)
         self.next_request()  # a request that arrived meanwhile (pipelined)
+
+    async def upgrade(self, chat: Chat, target: str, headers: dict[str, str]) -> None:
+        try:
+            await chat.accept(self, target, headers)
+        except HttpError as exc:
+            self.task = None
+            self.respond(exc.status, {"error": exc.message}, [], False)
+        except Exception as exc:  # a bug must cost one connection, not the worker
+            print(f"worker {self.shop.name}: upgrade {target}: {exc!r}", file=sys.stderr)
+            self.task = None
+            self.respond(500, {"error": "internal error"}, [], False)
 
     def respond(
         self, status: int, data: dict[str, Any], extra: list[str], keep_alive: bool

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .capacity import Capacity
@@ -47,6 +48,8 @@ class Shop:
         self.requests = 0
         self.inflight = 0
         self.orders = 0
+        # Open WebSockets (a chat worker sets this to its rooms' count).
+        self.connections: Callable[[], int] = lambda: 0
 
     async def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Answer:
         """Return (status, JSON body, extra header lines)."""
@@ -79,6 +82,7 @@ class Shop:
             "concurrency": self.capacity.concurrency,
             "version": self.version,
             "requests": self.requests,
+            "connections": self.connections(),
             "uptime": round(time.monotonic() - self.started, 3),
         }
 

@@ -75,6 +75,66 @@ def test_json_report_of_a_kill(mode: str) -> None:
         assert report["sessions_lost"] == 0 and report["carts_lost"] == 0
 
 
+CHAT_KEYS = {
+    "connections_dropped",
+    "reconnects",
+    "reconnect_p50_ms",
+    "reconnect_p95_ms",
+    "reconnect_all_back_ms",
+    "reconnect_peak_per_s",
+    "messages_sent",
+    "messages_delivered",
+    "messages_missed",
+    "history_lost",
+}
+
+
+def test_json_report_of_a_chat_kill() -> None:
+    report = run(
+        "--workload",
+        "chat",
+        "--mode",
+        "stateless",
+        "--users",
+        "12",
+        "--rate",
+        "20",
+        "--seconds",
+        "6",
+        "--at",
+        "3:kill:worker-1",
+        "--json",
+    )
+    assert set(report) >= CHAT_KEYS
+    assert report["orphans_after"] == 0
+    [kill] = report["kills"]
+    assert kill["connections_held"] > 0
+    assert report["connections_dropped"] == kill["connections_held"]
+    assert report["reconnects"] == kill["connections_held"]  # every user came back
+    assert report["reconnect_p95_ms"] >= report["reconnect_p50_ms"] > 0
+    assert report["reconnect_all_back_ms"] > 0 and report["reconnect_peak_per_s"] > 0
+    assert report["messages_sent"] > 0 and report["messages_delivered"] > 0
+    assert report["messages_missed"] == 0 and report["history_lost"] == 0  # stateless
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rooms", "3"], "rooms is a chat setting"),
+        (["--no-jitter"], "jitter is a chat setting"),
+        (["--at", "1:set:jitter=off"], "jitter is a chat setting"),
+        (["--workload", "chat", "--handoff"], "handoff is a shop setting"),
+        (["--workload", "chat", "--at", "1:set:session-ttl=5"], "session_ttl is a shop"),
+        (["--workload", "chat", "--rooms", "11"], "rooms must be"),
+    ],
+)
+def test_settings_of_the_other_workload_are_a_clear_command_error(
+    args: list[str], message: str
+) -> None:
+    with pytest.raises(CommandError, match=message):
+        call_command("runscenario", "--workers", "2", "--seconds", "2", *args, stdout=io.StringIO())
+
+
 def test_readable_summary_without_json() -> None:
     out = io.StringIO()
     call_command(

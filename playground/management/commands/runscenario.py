@@ -46,6 +46,8 @@ examples:
   manage.py runscenario --mode stateless --persistence aof --seconds 8 --at 4:restart-store
   # stateless latency follows the store's injected delay
   manage.py runscenario --mode stateless --store-latency-ms 20 --seconds 6
+  # chat: a kill drops its connections; without jitter they all come back at once
+  manage.py runscenario --workload chat --users 50 --no-jitter --at 3:kill:worker-1 --json
 """
 
 
@@ -82,7 +84,8 @@ class Command(BaseCommand):
             "--rate",
             type=float,
             default=40.0,
-            help="total requests per second of all users (1 to 200), e.g. --rate 200",
+            help="total requests (chat: messages) per second of all users (1 to 200), "
+            "e.g. --rate 200",
         )
         lab.add_argument(
             "--balancing", choices=("round_robin", "least_conn"), default="round_robin"
@@ -219,24 +222,48 @@ class Command(BaseCommand):
 
 
 def render(report: dict[str, Any]) -> str:
-    lines = [
-        f"{report['mode']} lab: {report['workers']} workers, {report['users']} users, "
-        f"{report['rate']:g} req/s, sticky {'on' if report['sticky'] else 'off'}, "
-        f"{report['balancing']}, {report['seconds']:g} s",
-        "",
-        f"  requests ok       {report['requests_ok']}",
-        f"  requests failed   {report['requests_failed']}",
-        f"  sessions lost     {report['sessions_lost']}",
-        f"  carts lost        {report['carts_lost']}",
-        f"  re-logins         {report['relogins']}",
-        f"  latency p50/p95/p99  {report['latency_p50_ms']:.1f} / "
-        f"{report['latency_p95_ms']:.1f} / {report['latency_p99_ms']:.1f} ms",
-    ]
+    chat = "messages_sent" in report
+    if chat:
+        lines = [
+            f"{report['mode']} chat lab: {report['workers']} workers, {report['users']} users "
+            f"in {report['rooms']} rooms, {report['rate']:g} messages/s, jitter "
+            f"{'on' if report['jitter'] else 'off'}, {report['balancing']}, "
+            f"{report['seconds']:g} s",
+            "",
+            f"  messages sent     {report['messages_sent']}",
+            f"  delivered         {report['messages_delivered']}",
+            f"  missed            {report['messages_missed']}",
+            f"  history lost      {report['history_lost']}",
+            f"  dropped           {report['connections_dropped']} connections, "
+            f"{report['reconnects']} reconnects",
+            f"  reconnect p50/p95 {_ms(report['reconnect_p50_ms'])} / "
+            f"{_ms(report['reconnect_p95_ms'])}, all back after "
+            f"{_ms(report['reconnect_all_back_ms'])}, peak {report['reconnect_peak_per_s']:g}/s",
+        ]
+    else:
+        lines = [
+            f"{report['mode']} lab: {report['workers']} workers, {report['users']} users, "
+            f"{report['rate']:g} req/s, sticky {'on' if report['sticky'] else 'off'}, "
+            f"{report['balancing']}, {report['seconds']:g} s",
+            "",
+            f"  requests ok       {report['requests_ok']}",
+            f"  requests failed   {report['requests_failed']}",
+            f"  sessions lost     {report['sessions_lost']}",
+            f"  carts lost        {report['carts_lost']}",
+            f"  re-logins         {report['relogins']}",
+            f"  latency p50/p95/p99  {report['latency_p50_ms']:.1f} / "
+            f"{report['latency_p95_ms']:.1f} / {report['latency_p99_ms']:.1f} ms",
+        ]
     for kill in report["kills"]:
         down = kill["marked_down_after_ms"]
+        held = (
+            f"{kill['connections_held']} connections"
+            if chat
+            else f"{kill['sessions_held']} sessions, {kill['requests_in_flight']} requests in "
+            "flight"
+        )
         lines.append(
-            f"  killed {kill['worker']} at {kill['at']:.1f} s: it held {kill['sessions_held']} "
-            f"sessions, {kill['requests_in_flight']} requests in flight; marked down "
+            f"  killed {kill['worker']} at {kill['at']:.1f} s: it held {held}; marked down "
             + (f"after {down:.0f} ms" if down is not None else "never")
         )
     for stop in report["stops"]:
@@ -249,11 +276,13 @@ def render(report: dict[str, Any]) -> str:
     if report["store_restarts"]:
         lines.append(f"  store restarts    {report['store_restarts']}")
     shares = ", ".join(
-        f"{name} {w['share'] * 100:.0f}% ({w['sessions']} sessions)"
+        f"{name} {w['connections']} connections"
+        if chat
+        else f"{name} {w['share'] * 100:.0f}% ({w['sessions']} sessions)"
         for name, w in report["per_worker"].items()
     )
     lines.append(f"  per worker        {shares}")
-    if "latency_before_kill" in report:
+    if "latency_before_kill" in report and not chat:
         b, a = report["latency_before_kill"], report["latency_after_kill"]
         lines.append(
             f"  p50/p99 before the kill {b['p50_ms']:.1f} / {b['p99_ms']:.1f} ms, "
@@ -268,3 +297,7 @@ def render(report: dict[str, Any]) -> str:
     ]
     lines += [f"  {line}" for line in report["events"]]
     return "\n".join(lines) + "\n"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} ms"
