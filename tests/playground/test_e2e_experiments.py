@@ -97,3 +97,23 @@ def test_start_form_offers_the_store_settings(
     page.wait_for_selector('[data-store][data-status="up"]', timeout=15_000)
     text = store(page).inner_text()
     assert "persistence aof" in text and "+10 ms" in text
+
+
+def test_a_chat_lab_shows_connections_and_the_reconnects_after_a_kill(
+    page: Any, live_server_url: str, labhost_process: HostProcess
+) -> None:
+    page.goto(f"{live_server_url}/playground/")
+    page.get_by_text("More settings").click()
+    page.get_by_label("Workload").select_option("chat")
+    page.get_by_role("button", name="Start lab").click()
+    page.wait_for_url("**/playground/labs/*/")
+    page.wait_for_selector('[data-worker="worker-1"][data-status="up"]', timeout=20_000)
+    held = page.locator('[data-worker="worker-1"] [data-field="connections"]')
+    assert wait_until(lambda: int(held.inner_text()) > 0, 15)
+    page.get_by_role("button", name="Kill worker-1", exact=True).click()
+    assert wait_until(lambda: metric(page, "connections_dropped") > 0, 10)
+    assert wait_until(lambda: metric(page, "reconnects") >= metric(page, "connections_dropped"), 15)
+    toggle = page.get_by_role("button", name="Reconnect with jitter")
+    assert toggle.get_attribute("aria-pressed") == "true"
+    toggle.click()
+    assert wait_until(lambda: toggle.get_attribute("aria-pressed") == "false", 5)
