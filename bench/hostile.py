@@ -480,12 +480,14 @@ def ended(pid: int) -> bool:
 
 
 def evidence(lines: list[str]) -> list[str]:
-    """What to show of the log when something broke: each bad line and what follows it, or
-    else its end."""
+    """What to show of the log when something broke: each bad line and what follows it
+    (each line once, 200 at most), or else the log's end."""
     shown: list[str] = []
+    until = 0
     for number, line in enumerate(lines):
-        if any(bad in line for bad in BAD_LOG_LINES) and len(shown) < 200:
-            shown += [*lines[max(0, number - 3) : number + 30], "    ..."]
+        if number >= until and any(bad in line for bad in BAD_LOG_LINES) and len(shown) < 200:
+            until = number + 30
+            shown += [*lines[max(0, number - 3) : until], "    ..."]
     return shown or lines[-40:]
 
 
