@@ -130,17 +130,10 @@ class Site:
         return pids[0] if len(pids) == 1 else None
 
 
-def fetch(
-    url: str, method: str = "GET", source: str | None = None
-) -> tuple[int, dict[str, str], bytes]:
+def fetch(url: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
     """One request, no cookies: status (0 when no answer), headers, body."""
     parts = urllib.parse.urlsplit(url)
-    connection = http.client.HTTPConnection(
-        parts.hostname or "127.0.0.1",
-        parts.port,
-        timeout=15,
-        source_address=(source, 0) if source else None,
-    )
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=15)
     try:
         connection.request(method, parts.path + (f"?{parts.query}" if parts.query else ""))
         response = connection.getresponse()
@@ -204,7 +197,7 @@ async def lab_socket(site: Site, learner: Learner, lab_id: str, origin: str = ""
 
 
 async def next_message(ws: WebSocket, within: float, kinds: tuple[str, ...]) -> dict[str, Any]:
-    """The next message of one of `kinds`, snapshots skipped; TimeoutError or WebSocketClosed."""
+    """The next message of one of `kinds` (others skipped); TimeoutError or WebSocketClosed."""
     deadline = time.monotonic() + within
     while True:
         _, text = await ws.recv(max(0.0, deadline - time.monotonic()))
