@@ -130,17 +130,10 @@ class Site:
         return pids[0] if len(pids) == 1 else None
 
 
-def fetch(
-    url: str, method: str = "GET", source: str | None = None
-) -> tuple[int, dict[str, str], bytes]:
+def fetch(url: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
     """One request, no cookies: status (0 when no answer), headers, body."""
     parts = urllib.parse.urlsplit(url)
-    connection = http.client.HTTPConnection(
-        parts.hostname or "127.0.0.1",
-        parts.port,
-        timeout=15,
-        source_address=(source, 0) if source else None,
-    )
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=15)
     try:
         connection.request(method, parts.path + (f"?{parts.query}" if parts.query else ""))
         response = connection.getresponse()
@@ -204,7 +197,7 @@ async def lab_socket(site: Site, learner: Learner, lab_id: str, origin: str = ""
 
 
 async def next_message(ws: WebSocket, within: float, kinds: tuple[str, ...]) -> dict[str, Any]:
-    """The next message of one of `kinds`, snapshots skipped; TimeoutError or WebSocketClosed."""
+    """The next message of one of `kinds` (others skipped); TimeoutError or WebSocketClosed."""
     deadline = time.monotonic() + within
     while True:
         _, text = await ws.recv(max(0.0, deadline - time.monotonic()))
@@ -480,12 +473,14 @@ def ended(pid: int) -> bool:
 
 
 def evidence(lines: list[str]) -> list[str]:
-    """What to show of the log when something broke: each bad line and what follows it, or
-    else its end."""
+    """What to show of the log when something broke: each bad line and what follows it
+    (each line once, 200 at most), or else the log's end."""
     shown: list[str] = []
+    until = 0
     for number, line in enumerate(lines):
-        if any(bad in line for bad in BAD_LOG_LINES) and len(shown) < 200:
-            shown += [*lines[max(0, number - 3) : number + 30], "    ..."]
+        if number >= until and any(bad in line for bad in BAD_LOG_LINES) and len(shown) < 200:
+            until = number + 30
+            shown += [*lines[max(0, number - 3) : until], "    ..."]
     return shown or lines[-40:]
 
 

@@ -175,13 +175,18 @@ CONTENT_SECURITY_POLICY = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redis_outage": {"()": "config.views.RedisOutageLogFilter"}},
+    "filters": {
+        "redis_outage": {"()": "config.views.RedisOutageLogFilter"},
+        "redis_outage_task": {"()": "config.views.RedisOutageTaskLogFilter"},
+    },
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         "daphne": {"level": "WARNING"},
         # A request failed by a Redis outage logs one line, not a traceback (config.views).
         "django.request": {"filters": ["redis_outage"]},
+        # And so does a background task that an outage ended (channels-redis's cleaners).
+        "asyncio": {"filters": ["redis_outage_task"]},
     },
 }
 

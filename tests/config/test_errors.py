@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import signal
 import socket
 from collections.abc import Iterator
 from types import FrameType
 
 import pytest
+import redis
 from django.conf import settings
 from django.test import Client, override_settings
 
@@ -140,4 +143,30 @@ def test_a_redis_outage_logs_one_line_and_a_bug_its_traceback(
     monkeypatch.setattr("course.views.course_snapshot", broken)
     unanswering_client.get("/lessons/the-tradeoff/")
     [bug] = [r for r in caplog.records if r.name == "django.request"]
+    assert bug.exc_info is not None and isinstance(bug.exc_info[1], RuntimeError)
+
+
+def test_a_task_that_a_redis_outage_ended_logs_one_line_and_a_bugs_task_its_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # What channels-redis's receive() leaves behind when Redis dies under it: a task that
+    # failed and that nobody awaits. asyncio reports it when the task is collected.
+    async def fails(exc: Exception) -> None:
+        raise exc
+
+    async def leave_failed_tasks() -> None:
+        for exc in (redis.ConnectionError("Error 111 connecting"), RuntimeError("a bug")):
+            task = asyncio.ensure_future(fails(exc))
+            await asyncio.wait([task])
+            del task  # collected here, its exception never retrieved
+
+    asyncio.run(leave_failed_tasks())
+    gc.collect()
+
+    [outage, bug] = [r for r in caplog.records if r.name == "asyncio"]
+    assert (outage.levelname, outage.exc_info) == ("WARNING", None)
+    assert outage.getMessage() == (
+        "a background task ended: Redis unreachable (Error 111 connecting)"
+    )
+    assert bug.getMessage().startswith("Task exception was never retrieved")
     assert bug.exc_info is not None and isinstance(bug.exc_info[1], RuntimeError)
