@@ -321,7 +321,10 @@ class ChatCrowd:
         return max(1, len(self.users)) / self.rate
 
     def room_of(self, number: int) -> str:
-        return f"room-{(number - 1) % self.rooms + 1}"
+        """Rooms in blocks (users 1-4 in room-1, ...), not in turn: the balancer's round
+        robin deals connections in turn, and with as many rooms as workers each room would
+        sit whole on one worker, a stateless room as much as a stateful one."""
+        return f"room-{min(self.rooms, (number - 1) * self.rooms // max(1, self.size) + 1)}"
 
     def _new(self, number: int) -> ChatUser:
         user = ChatUser(f"user-{number}", self.room_of(number), self)

@@ -75,8 +75,10 @@ async def test_a_chat_kill_drops_exactly_the_connections_the_worker_held(
 async def test_stateless_chat_misses_no_message_across_a_kill(make_lab: LabFactory) -> None:
     lab = await make_lab(mode="stateless", **CHAT)
     assert lab.chat is not None
+    rooms_before = {u.room for u in lab.chat.users.values()}
     held = await kill_and_wait_back(lab, "worker-1")
     await lab.chat.settle(within=8)
+    assert len(rooms_before) == 3
 
     summary = chat(lab)
     assert summary["messages_pending"] == 0
