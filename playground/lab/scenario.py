@@ -261,6 +261,7 @@ def scenario_report(
                 "worker": d["worker"],
                 "at": round(d["t"], 3),
                 "sessions_held": d["sessions_held"],
+                "connections_held": d["connections_held"],
                 "requests_in_flight": d["inflight"],
                 "requests_failed": d["requests_failed"],
             }

@@ -90,6 +90,27 @@ async def test_stateless_chat_misses_no_message_across_a_kill(make_lab: LabFacto
     assert sum(u.resumed for u in lab.chat.users.values() if u.name in held) > 0
 
 
+async def test_a_graceful_stop_closes_the_workers_sockets_and_its_users_move(
+    make_lab: LabFactory,
+) -> None:
+    lab = await make_lab(mode="stateless", **CHAT)
+    assert lab.chat is not None
+    users = lab.chat.users.values()
+    assert await eventually(lambda: all_connected(lab), 10)
+    held = on_worker(lab, "worker-2")
+
+    await lab.worker_stop("worker-2")
+
+    stop = lab.disruptions[-1]
+    assert stop.action == "stopped" and stop.connections_held == len(held) > 0
+    assert await eventually(lambda: chat(lab)["reconnects"] >= len(held), 15)
+    assert await eventually(lambda: all_connected(lab), 10)
+    assert {u.name for u in users if u.drops} == held
+    assert on_worker(lab, "worker-2") == set()
+    await lab.chat.settle(within=8)
+    assert chat(lab)["messages_missed"] == 0
+
+
 async def test_stateful_chat_loses_the_killed_workers_history(make_lab: LabFactory) -> None:
     lab = await make_lab(mode="stateful", **CHAT)
     assert lab.chat is not None
