@@ -148,17 +148,24 @@ class Lab:
             "lab.started",
             f"Lab started: {self.config.workers} {self.config.mode} workers behind a "
             f"{self.config.balancing.replace('_', ' ')} balancer on port {port} "
-            + (
-                f"(each room on the worker a hash of its name picks), {self.config.users} "
-                f"users chatting in {self.config.rooms} rooms, {self.config.rate:g} messages/s."
-                if self.config.workload == "chat" and self.config.mode == "stateful"
-                else f"(any worker for any connection), {self.config.users} users chatting "
-                f"in {self.config.rooms} rooms through the store, "
-                f"{self.config.rate:g} messages/s."
-                if self.config.workload == "chat"
-                else f"(sticky sessions {'on' if self.config.sticky else 'off'}), "
-                f"{self.config.users} users sending {self.config.rate:g} requests/s."
-            ),
+            + self._traffic_text(),
+        )
+
+    def _traffic_text(self) -> str:
+        config = self.config
+        if config.workload == "shop":
+            return (
+                f"(sticky sessions {'on' if config.sticky else 'off'}), "
+                f"{config.users} users sending {config.rate:g} requests/s."
+            )
+        routing = (
+            "(each room on the worker a hash of its name picks)"
+            if config.mode == "stateful"
+            else "(any worker for any connection; rooms live in the store)"
+        )
+        return (
+            f"{routing}, {config.users} users chatting in {config.rooms} rooms, "
+            f"{config.rate:g} messages/s."
         )
 
     async def close(self) -> None:
@@ -240,7 +247,14 @@ class Lab:
             # down (passive health check) before the kill returns, and that delay is measured.
             pid = worker.pid
             kill = Disruption(
-                name, "killed", pid, self.now(), held, source, backend.inflight, connections
+                name,
+                "killed",
+                pid,
+                self.now(),
+                held,
+                source,
+                backend.inflight,
+                connections_held=connections,
             )
             self.disruptions.append(kill)
             await self.supervisor.kill(worker)
@@ -266,10 +280,6 @@ class Lab:
                 f"{name} killed (SIGKILL, pid {pid}); {memory}; "
                 f"{inflight} requests were in flight to it.",
             )
-
-    async def _sessions_held(self, worker: WorkerProcess, backend: Backend) -> tuple[int, str]:
-        held, source, _ = await self._held(worker, backend)
-        return held, source
 
     async def _held(self, worker: WorkerProcess, backend: Backend) -> tuple[int, str, int]:
         """Sessions in its memory and WebSockets open on it right now: its /health just
@@ -297,9 +307,14 @@ class Lab:
     async def _stop_gracefully(self, worker: WorkerProcess, why: str = "stopped") -> None:
         name = worker.name
         backend = self.balancer.backends[name]
-        held, source = await self._sessions_held(worker, backend)
+        held, source, connections = await self._held(worker, backend)
         pid, t = worker.pid, self.now()
         handed = ""
+        if connections:
+            handed = (
+                f" It closes its {connections} WebSockets (1001, going away): their users "
+                "reconnect to another worker."
+            )
         if self.config.handoff and worker.state == "running":
             answer = await self.balancer.ask(name, "POST", "/handoff", within=2.0)
             handed = (
@@ -307,7 +322,17 @@ class Lab:
                 if answer
                 else " Its handoff to the store failed: its sessions will be lost."
             )
-        stop = Disruption(name, "stopped", pid, t, held, source, 0, failed_before=backend.failed)
+        stop = Disruption(
+            name,
+            "stopped",
+            pid,
+            t,
+            held,
+            source,
+            0,
+            connections_held=connections,
+            failed_before=backend.failed,
+        )
         self.disruptions.append(stop)
         await self.balancer.drain(name)
         stop.inflight = backend.inflight

@@ -99,7 +99,8 @@ class WorkerSpec:
     workload: str = "shop"  # chat: WebSocket rooms (playground.worker.chat)
 
     def command(self, name: str) -> list[str]:
-        # -S: no site-packages; the worker uses the standard library only and starts faster.
+        # -S: no site-packages; the worker uses the standard library only and starts faster
+        # (a chat worker appends wsproto's directories itself: PLAYGROUND_WORKER_LIBS).
         args = [
             sys.executable,
             "-S",

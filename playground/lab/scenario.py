@@ -19,7 +19,8 @@ from .lab import Lab
 from .process import find_orphans
 
 MAX_SECONDS = 600.0
-CHAT_SETTLE = 3.0  # a chat run's end: users stop sending; what is on its way may arrive
+CHAT_SETTLE = 6.0  # a chat run's end: users stop sending; what is on its way arrives
+# (or, past chat_users.SETTLE, counts as missed); it returns as soon as nothing is on its way
 CHAT_KEYS = (
     "connections_dropped",
     "reconnects",
@@ -260,6 +261,7 @@ def scenario_report(
                 "worker": d["worker"],
                 "at": round(d["t"], 3),
                 "sessions_held": d["sessions_held"],
+                "connections_held": d["connections_held"],
                 "requests_in_flight": d["inflight"],
                 "requests_failed": d["requests_failed"],
             }

@@ -14,4 +14,6 @@ on SIGTERM, and exits by itself when its parent process goes away.
 
 `resp` speaks to Redis, `sessions` keeps sessions (in memory or in Redis), `shop` is the
 shop's API, `server` its HTTP/1.1 server, `life` starts, drains and ends the process.
+With `--workload chat`, `chat` serves WebSocket rooms at /chat/<room> (in memory, or in
+Redis Streams): the one module that uses a library, wsproto, loaded by chat workers only.
 """

@@ -57,12 +57,12 @@ async def test_a_chat_kill_drops_exactly_the_connections_the_worker_held(
     assert summary["reconnects"] == len(held)
     assert {u.name for u in lab.chat.users.values() if u.drops} == held
     assert all(u.drops == 1 for u in lab.chat.users.values() if u.name in held)
-    # Stateful: a room's members share a worker, so its users moved together to one other.
+    # Stateful: a room's members share a worker, so its users moved together, to the next
+    # live worker after the dead one in the balancer's order.
     assert on_worker(lab, "worker-1") == set()
     rooms = {u.room for u in lab.chat.users.values() if u.name in held}
     for room in rooms:
-        workers = {u.worker for u in lab.chat.users.values() if u.room == room}
-        assert len(workers) == 1 and workers != {"worker-1"}
+        assert {u.worker for u in lab.chat.users.values() if u.room == room} == {"worker-2"}
     assert summary["reconnect_p50_ms"] is not None and summary["reconnect_p95_ms"] is not None
     assert summary["reconnect_all_back_ms"] is not None and summary["reconnect_peak_per_s"] > 0
     # Each worker's count, as its health checks read it, adds up to the users again.
@@ -75,8 +75,10 @@ async def test_a_chat_kill_drops_exactly_the_connections_the_worker_held(
 async def test_stateless_chat_misses_no_message_across_a_kill(make_lab: LabFactory) -> None:
     lab = await make_lab(mode="stateless", **CHAT)
     assert lab.chat is not None
+    rooms_before = {u.room for u in lab.chat.users.values()}
     held = await kill_and_wait_back(lab, "worker-1")
     await lab.chat.settle(within=8)
+    assert len(rooms_before) == 3
 
     summary = chat(lab)
     assert summary["messages_pending"] == 0
@@ -86,6 +88,27 @@ async def test_stateless_chat_misses_no_message_across_a_kill(make_lab: LabFacto
     # It could have missed some: others kept posting while they were away, and the users
     # who came back got those from the store, by the id of the last message they saw.
     assert sum(u.resumed for u in lab.chat.users.values() if u.name in held) > 0
+
+
+async def test_a_graceful_stop_closes_the_workers_sockets_and_its_users_move(
+    make_lab: LabFactory,
+) -> None:
+    lab = await make_lab(mode="stateless", **CHAT)
+    assert lab.chat is not None
+    users = lab.chat.users.values()
+    assert await eventually(lambda: all_connected(lab), 10)
+    held = on_worker(lab, "worker-2")
+
+    await lab.worker_stop("worker-2")
+
+    stop = lab.disruptions[-1]
+    assert stop.action == "stopped" and stop.connections_held == len(held) > 0
+    assert await eventually(lambda: chat(lab)["reconnects"] >= len(held), 15)
+    assert await eventually(lambda: all_connected(lab), 10)
+    assert {u.name for u in users if u.drops} == held
+    assert on_worker(lab, "worker-2") == set()
+    await lab.chat.settle(within=8)
+    assert chat(lab)["messages_missed"] == 0
 
 
 async def test_stateful_chat_loses_the_killed_workers_history(make_lab: LabFactory) -> None:
