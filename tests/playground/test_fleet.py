@@ -164,10 +164,9 @@ def test_sigterm_with_drain_takes_no_new_lab_and_closes_its_own_on_the_second(
         wait_until(lambda: len(draining.tree()) >= 1, 20)
         tree = [p.pid for p in draining.tree()]
         draining.process.send_signal(signal.SIGTERM)
-        # Out of the fleet at once, alive while its lab runs: a new lab goes elsewhere.
-        wait_until(lambda: labclient.fleet() == [], 5)
-        assert labclient.host_alive(draining.name)
-        with pytest.raises(labclient.LabHostUnavailable):
+        # It takes no new lab at once, and runs its own: a new lab goes elsewhere.
+        wait_until(lambda: [h.accepting for h in labclient.fleet()] == [False], 5)
+        with pytest.raises(LabRefused, match="Every lab host is restarting"):
             create(uuid.uuid4().hex, "192.0.2.2")
         other = start_runlabs(server_env, redis_url, fleet=fleet)
         assert create(uuid.uuid4().hex, "192.0.2.3")[1] == other.name
@@ -177,6 +176,7 @@ def test_sigterm_with_drain_takes_no_new_lab_and_closes_its_own_on_the_second(
         assert draining.process.wait(timeout=30) == 0
         assert gone_within(tree, 5) == []
         assert labclient.lab_get(lab_id) is None
+        assert [h.name for h in labclient.fleet()] == [other.name]
     finally:
         for host_process in (draining, other):
             if host_process is not None and host_process.process.poll() is None:
