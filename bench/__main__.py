@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, tuple[str, str, str, int]] = {
         180,
     ),
     "kill": ("bench.kill", "run", "kill over a WebSocket to the worker shown down", 300),
+    "start": ("bench.start", "run", "start lab to every worker shown up, both modes", 300),
     "labs": ("bench.labs", "run", "concurrent labs 1 and 2 hosts hold with update lag p95 ok", 600),
     "proxy": (
         "bench.proxy",
