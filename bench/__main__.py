@@ -37,7 +37,8 @@ BENCHMARKS: dict[str, tuple[str, str, str, int]] = {
     ),
     "kill": ("bench.kill", "run", "kill over a WebSocket to the worker shown down", 300),
     "chat": ("bench.chat", "run", "reconnect storm of 50 chat users, jitter off and on", 600),
-    "labs": ("bench.labs", "run", "concurrent labs one host holds with update lag p95 ok", 300),
+    "start": ("bench.start", "run", "start lab to every worker shown up, both modes", 300),
+    "labs": ("bench.labs", "run", "concurrent labs 1 and 2 hosts hold with update lag p95 ok", 600),
     "proxy": (
         "bench.proxy",
         "run",

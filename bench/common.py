@@ -289,7 +289,7 @@ class Stack(contextlib.ExitStack):
         return Server(process, port, log)
 
     def labhost(
-        self, env: dict[str, str], redis_url: str, max_labs: int = 50
+        self, env: dict[str, str], redis_url: str, max_labs: int = 50, name: str = ""
     ) -> tuple[subprocess.Popen[bytes], Path]:
         """`manage.py runlabs`, returned once its heartbeat is in Redis (it serves)."""
         import redis
@@ -298,12 +298,12 @@ class Stack(contextlib.ExitStack):
         if not (ROOT / "playground/management/commands/runlabs.py").exists():
             raise Skip("the lab host command `manage.py runlabs` does not exist yet")
         process, log = self.spawn(
-            [sys.executable, "manage.py", "runlabs", "--name", protocol.HOST_CHANNEL]
+            [sys.executable, "manage.py", "runlabs", "--name", name or protocol.HOST_CHANNEL]
             + ["--max-labs", str(max_labs)],
             env=env,
-            log_name="runlabs",
+            log_name=name or "runlabs",
         )
-        key = protocol.heartbeat_key(protocol.HOST_CHANNEL)
+        key = protocol.heartbeat_key(name or protocol.HOST_CHANNEL)
         client = redis.Redis.from_url(redis_url, socket_timeout=2)
         try:
             deadline = time.monotonic() + START_TIMEOUT

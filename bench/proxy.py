@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import sys
 import time
 
@@ -178,6 +179,35 @@ async def _failover(
     return took, held[0]
 
 
+async def _host_killed(
+    url: str, origin: str, cookie: str, host: subprocess.Popen[bytes]
+) -> tuple[float, list[int]]:
+    """SIGKILL the lab's host; ms until its page is told, and its processes still alive."""
+    ws = await _live(url, origin, cookie, 20)
+    try:
+        workers = psutil.Process(host.pid).children(recursive=True)
+        killed = time.perf_counter()
+        host.kill()
+        while True:
+            arrived, text = await ws.recv(within=15)
+            message = json.loads(text)
+            if message.get("type") == "closed":
+                if message.get("code") != 4503:
+                    raise RuntimeError(f"the lab ended otherwise: {message.get('message')}")
+                break
+    finally:
+        await ws.close()
+    await asyncio.sleep(1)  # the workers notice their parent is gone (a watchdog's period)
+    return (arrived - killed) * 1000, [w.pid for w in workers if _alive(w)]
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def run(quick: bool) -> Report:
     report = Report("proxy", "Pages and lab sockets through HAProxy (deploy/haproxy.cfg)")
     seconds = QUICK_SECONDS if quick else SECONDS
@@ -185,7 +215,7 @@ def run(quick: bool) -> Report:
     with Stack("bench-proxy-") as stack:
         redis = stack.redis()
         env = {**stack.site_env(redis.url), "TRUSTED_PROXIES": "127.0.0.1"}
-        stack.labhost(env, redis.url)
+        host, _ = stack.labhost(env, redis.url)
         ports = [free_port(), free_port()]
         daphnes = {p: daphne_on(stack, env, p, f"daphne-{n}") for n, p in enumerate(ports)}
         one = haproxy(stack, env, ports[:1], "one")
@@ -235,9 +265,27 @@ def run(quick: bool) -> Report:
             f"every {RETRY_EVERY * 1000:g} ms. A page's htmx ws extension waits a random "
             "0 to 1 s more before its first retry (full jitter)."
         )
+        told = []
+        for n in range(rounds):
+            lab_id = learner.lab_start(mode="stateful", workers="2", users="4", rate="10")
+            ws_url = f"ws://127.0.0.1:{two.port}/ws/labs/{lab_id}/"
+            took, left = run_async(_host_killed(ws_url, two.url, cookie, host), 60)
+            if left:
+                raise RuntimeError(f"processes of the killed lab host outlived it: {left}")
+            told.append(took)
+            host, _ = stack.labhost(env, redis.url, name=f"labhost-{n + 2}")
         report.table(
             ["what", "samples", "p50 ms", "max ms"],
-            [["kill -> live again", len(times), percentile(times, 50), max(times)]],
+            [
+                ["daphne kill -> live again", len(times), percentile(times, 50), max(times)],
+                ["lab host kill -> page told", len(told), percentile(told, 50), max(told)],
+            ],
+        )
+        report.say(
+            "lab host kill -> page told: SIGKILL of the lab's host to the socket's `closed` "
+            "frame (4503, 'The lab host stopped answering'); the consumer gives a silent host "
+            "4 s (playground/consumers.py HOST_SILENT). Its worker processes were all gone "
+            "by then, each time."
         )
     worst = max(times)
     report.targets.append(

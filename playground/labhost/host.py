@@ -129,7 +129,7 @@ class LabHost:
     ) -> None:
         """Serve until `stop` is set, then close every lab and withdraw the heartbeat.
 
-        From `stop` on the host takes no new lab (it leaves the fleet at once). With `drain`
+        From `stop` on the host takes no new lab (its heartbeat says so at once). With `drain`
         seconds it first waits, up to that long or until `hurry` is set, for its labs to end
         on their own (their learners close them, or they go idle), still serving them.
         """
@@ -142,7 +142,7 @@ class LabHost:
         try:
             await stop.wait()
             self.stopping = True
-            await self._leave_fleet()
+            await self._refuse_new()
             if drain > 0 and self.labs:
                 log.info(
                     "lab host %r draining: %d lab(s), up to %g s", self.name, len(self.labs), drain
@@ -176,17 +176,14 @@ class LabHost:
             for task in waits:
                 task.cancel()
 
-    async def _leave_fleet(self) -> None:
-        """Take no more labs: out of the fleet's set, and a heartbeat that says so."""
+    async def _refuse_new(self) -> None:
+        """Take no more labs: a heartbeat that says so now, not at the next beat. The host
+        stays in the fleet's set while it drains (the web tier then says the hosts are
+        restarting, not missing), and leaves it when it stops."""
         with contextlib.suppress(Exception):
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.zrem(labprotocol.fleet_key(self.fleet), self.name)
-                pipe.set(
-                    labprotocol.heartbeat_key(self.name),
-                    self._heartbeat_value(),
-                    ex=HEARTBEAT_TTL,
-                )
-                await pipe.execute()
+            await self.redis.set(
+                labprotocol.heartbeat_key(self.name), self._heartbeat_value(), ex=HEARTBEAT_TTL
+            )
 
     def pids(self) -> list[int]:
         """Every live process of every lab (for orphan checks)."""
@@ -277,10 +274,7 @@ class LabHost:
             pipe.set(
                 labprotocol.heartbeat_key(self.name), self._heartbeat_value(), ex=HEARTBEAT_TTL
             )
-            if self.stopping:  # draining: no longer one of the hosts that take labs
-                pipe.zrem(fleet, self.name)
-            else:
-                pipe.zadd(fleet, {self.name: time.time()})
+            pipe.zadd(fleet, {self.name: time.time()})
             pipe.zremrangebyscore(fleet, "-inf", time.time() - FLEET_FORGET)
             for hosted in labs:
                 pipe.expire(labprotocol.lab_key(hosted.lab_id), LAB_KEY_TTL)

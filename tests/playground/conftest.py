@@ -199,11 +199,13 @@ def start_runlabs(
     redis_url: str,
     name: str | None = None,
     *,
-    fleet: str = labprotocol.DEFAULT_FLEET,
+    fleet: str | None = None,
     args: tuple[str, ...] = (),
 ) -> HostProcess:
     """`manage.py runlabs` (with no --name: the host's own default, as a school runs it),
-    returned once it serves in `fleet`."""
+    returned once it serves in `fleet` (by default the one `env` names, as the web tier
+    started with the same `env` reads it)."""
+    fleet = fleet or env.get("PLAYGROUND_FLEET", labprotocol.DEFAULT_FLEET)
     process = subprocess.Popen(
         [
             sys.executable,
@@ -251,7 +253,7 @@ def gone_within(pids: list[int], timeout: float) -> list[int]:
 
 @pytest.fixture(scope="session")
 def labhost_process(server_env: dict[str, str], redis_url: str) -> Iterator[HostProcess]:
-    """`manage.py runlabs` on the test settings, serving the default name the site uses."""
+    """`manage.py runlabs` on the test settings, in the live server's fleet."""
     host = start_runlabs(server_env, redis_url)
     yield host
     stop_runlabs_checked(host)

@@ -2,8 +2,8 @@
 
 Any number may run, on one machine or many: each takes a name of its own (this machine's
 name and the pid unless --name says otherwise) and joins the fleet the web tier places labs
-on. SIGTERM takes it out of the fleet at once; with --drain it then waits for its labs to end
-(a second SIGTERM ends the wait), and closes whatever is left.
+on. From SIGTERM on it takes no new lab; with --drain it then waits for its labs to end (a
+second SIGTERM ends the wait), and closes whatever is left.
 """
 
 from __future__ import annotations
