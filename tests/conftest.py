@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,9 +61,6 @@ def server_env(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> dict
         "REDIS_URL": redis_url,
         "DATABASE_URL": f"sqlite:///{db}",
         "PYTHONUNBUFFERED": "1",
-        # A fleet of this run's own: the live server places labs only on hosts started
-        # for it, never on another test's host on the same Redis.
-        "PLAYGROUND_FLEET": f"fleet-live-{uuid.uuid4().hex[:8]}",
     }
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],

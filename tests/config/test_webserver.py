@@ -15,7 +15,7 @@ import pytest
 from bench.common import Browser, csrf_token
 from playground.consumers import RESTARTING
 from tests.conftest import start_daphne, stop_process
-from tests.playground.conftest import HostProcess, labhost_process  # noqa: F401 - a fixture
+from tests.playground.conftest import start_runlabs, stop_runlabs_checked
 from tests.websocket_client import WebSocketClient
 
 
@@ -56,10 +56,13 @@ def last_words(url: str, site: str, cookie: str, stop: Callable[[], None]) -> li
 )
 def test_on_sigint_open_sockets_hear_why_before_the_drop(
     server_env: dict[str, str],
-    labhost_process: HostProcess,  # noqa: F811 - the fixture imported above
+    redis_url: str,
     module: str,
     said: list[str],
 ) -> None:
+    # A lab host of this test's own. Importing the playground's session fixture here would
+    # define a second one, alive all session, and the browser tests' labs would land on it.
+    host = start_runlabs(server_env, redis_url)
     process, site = start_daphne(server_env, module=module)
     try:
         url, cookie = lab_socket_url(site)
@@ -73,3 +76,4 @@ def test_on_sigint_open_sockets_hear_why_before_the_drop(
         assert process.wait(timeout=15) == 0
     finally:
         stop_process(process)
+        stop_runlabs_checked(host)
