@@ -11,7 +11,6 @@ No Django here.
 from __future__ import annotations
 
 import html
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,46 +22,20 @@ from course.quiz import QuizProblem as ExperimentProblem
 from course.yaml_marks import YamlProblem, yaml_key_nodes, yaml_load_marked
 from playground.lab.config import LabConfig
 from playground.lab.errors import LabError
+from playground.lab.figures import FIGURE_RE as _FIGURE_RE
+from playground.lab.figures import Condition, condition_parse, figure_value
 from playground.lab.scenario import Action, ScenarioError, action_parse, actions_check
 
 KEYS = ("slug", "title", "claim", "lab", "compare", "seconds", "steps", "predict", "check",
         "show", "explain")  # fmt: skip
 REQUIRED = ("slug", "title", "claim", "lab", "seconds", "steps", "predict", "check", "explain")
 MAX_SECONDS = 30.0  # a learner waits for it; CI runs every one
-# A condition: TERM OP TERM, joined by "and"; a TERM is a number, a figure, or N * figure.
-_CONDITION_RE = re.compile(
-    r"^\s*(?P<left>[\w.*\s-]+?)\s*(?P<op><=|>=|==|!=|<|>)\s*(?P<right>[\w.*\s-]+?)\s*$"
-)
-_FIGURE_RE = re.compile(r"^[a-z_]+(?:\.[a-z0-9_-]+)*$")
-OPS: dict[str, Callable[[float, float], bool]] = {
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
-    "==": lambda a, b: a == b,
-    "!=": lambda a, b: a != b,
-}
 
 
 class ExperimentError(ValueError):
     def __init__(self, problems: Sequence[ExperimentProblem]) -> None:
         super().__init__("; ".join(str(p) for p in problems))
         self.problems = list(problems)
-
-
-@dataclass(frozen=True)
-class Condition:
-    """`sessions_lost > 0 and stateless.requests_failed == 0`, parsed once."""
-
-    text: str
-    clauses: tuple[tuple[tuple[float, str | None], str, tuple[float, str | None]], ...]
-
-    def holds(self, figures: Mapping[str, Any]) -> bool:
-        """Whether it holds on a run's figures; KeyError names a figure the run lacks."""
-        return all(
-            OPS[op](_value(left, figures), _value(right, figures))
-            for left, op, right in self.clauses
-        )
 
 
 @dataclass(frozen=True)
@@ -81,12 +54,30 @@ class Prediction:
     tolerance: float = 0.0
     question_html: str = ""
 
+    def message(self, answer: str | None) -> dict[str, Any] | None:
+        """The learner's answer as lab.create carries it, or None (no valid answer)."""
+        try:
+            number = float(answer or "")
+        except ValueError:
+            return None
+        if number != number or abs(number) > 1e9:  # NaN, or absurd
+            return None
+        if self.choices:
+            chosen = next((c for c in self.choices if c.number == number), None)
+            return None if chosen is None else {"text": chosen.text, "when": chosen.when.text}
+        return {
+            "text": f"{number:g}",
+            "value": number,
+            "figure": self.figure,
+            "tolerance": self.tolerance,
+        }
+
     def verdict(self, *, answer: int | float, figures: Mapping[str, Any]) -> bool:
         """Whether the learner's prediction held on the run ("held" or "missed")."""
         if self.choices:
             chosen = next((c for c in self.choices if c.number == answer), None)
             return chosen is not None and chosen.when.holds(figures)
-        return abs(float(answer) - _lookup(self.figure, figures)) <= self.tolerance
+        return abs(float(answer) - figure_value(self.figure, figures)) <= self.tolerance
 
 
 @dataclass(frozen=True)
@@ -130,6 +121,24 @@ class Experiment:
             )
         return lines
 
+    def run_message(self, *, answer: str | None, lesson_url: str) -> dict[str, Any]:
+        """What lab.create carries to run it (playground.labhost.experiment), with the
+        learner's prediction (a choice number or a number, as the card's form sent it;
+        anything else counts as no prediction). The first variant's lab: side by side,
+        the other variants are not run on the page yet."""
+        return {
+            "slug": self.slug,
+            "title": self.title,
+            "claim": self.claim,
+            "explain": self.explain,
+            "lesson_url": f"{lesson_url}#experiment-{self.slug}",
+            "steps": [str(a) for a in self.steps],
+            "seconds": self.seconds,
+            "show": list(self.show),
+            "check": self.check.text,
+            "prediction": self.predict.message(answer),
+        }
+
     def configs(self) -> dict[str, dict[str, Any]]:
         """Each lab to run: one ("" names it), or the variants side by side."""
         if not self.compare:
@@ -157,53 +166,6 @@ def figures_of(reports: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     if set(reports) == {""}:
         return dict(reports[""])
     return dict(reports)
-
-
-def _lookup(path: str, figures: Mapping[str, Any]) -> float:
-    value: Any = figures
-    for part in path.split("."):
-        if isinstance(value, list):
-            value = value[int(part)]
-        elif isinstance(value, Mapping):
-            value = value[part]
-        else:
-            raise KeyError(path)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise KeyError(f"{path} is not a number")
-    return float(value)
-
-
-def _value(term: tuple[float, str | None], figures: Mapping[str, Any]) -> float:
-    factor, figure = term
-    return factor if figure is None else factor * _lookup(figure, figures)
-
-
-def _term(text: str) -> tuple[float, str | None]:
-    text = text.strip()
-    factor, star, rest = text.partition("*")
-    if star:
-        return float(factor), _figure(rest.strip())
-    try:
-        return float(text), None
-    except ValueError:
-        return 1.0, _figure(text)
-
-
-def _figure(text: str) -> str:
-    if not _FIGURE_RE.match(text):
-        raise ValueError(f"{text!r} is not a figure such as sessions_lost or kills.0.at")
-    return text
-
-
-def condition_parse(text: str) -> Condition:
-    """ValueError with the reason when it is not a condition."""
-    clauses = []
-    for clause in str(text).split(" and "):
-        match = _CONDITION_RE.match(clause)
-        if match is None:
-            raise ValueError(f"{clause.strip()!r} is not FIGURE OP VALUE (e.g. sessions_lost > 0)")
-        clauses.append((_term(match["left"]), match["op"], _term(match["right"])))
-    return Condition(text=str(text), clauses=tuple(clauses))
 
 
 def experiment_slots(

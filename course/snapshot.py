@@ -20,6 +20,7 @@ from pathlib import Path
 from django.conf import settings
 from django.urls import reverse
 
+from course.experiment import Experiment
 from course.lessons import (
     ContentError,
     Lesson,
@@ -76,6 +77,14 @@ class CourseSnapshot:
                 # A fresh exception per raise: raising the kept one would grow its traceback.
                 raise ContentError(path=error.path, line=error.line, message=error.message)
         raise LessonNotFound(slug)
+
+    def experiment_get(self, *, slug: str) -> tuple[Lesson, Experiment] | None:
+        """The experiment `slug` (unique in the course) and the lesson it is in."""
+        for lesson in self.lessons:
+            for slot in lesson.rendered.experiments:
+                if slot.experiment is not None and slot.experiment.slug == slug:
+                    return lesson, slot.experiment
+        return None
 
     def number(self, *, slug: str) -> int | None:
         """The lesson's 1-based place in the course."""

@@ -394,6 +394,7 @@ def lab_context(lab_id: str, snapshot: dict[str, Any]) -> dict[str, Any]:
         "can_add": len(workers) < MAX_WORKERS,
         "can_remove": len(workers) > 1,
         "store": snapshot.get("store"),
+        "e": snapshot.get("experiment"),
         "deploy_seconds": f"{deploys[-1]['seconds']:.1f}" if deploys else "–",
     }
 

@@ -104,6 +104,8 @@ class LabStartForm(forms.Form):
         help_text="milliseconds added to every store round trip",
     )
 
+    # A lesson's experiment (its slug): the lab then runs its preset and steps.
+    experiment = forms.SlugField(required=False, max_length=80)
     # Accepted from a lesson's experiment (its preset), not shown on the start page.
     balancing = forms.ChoiceField(
         required=False, choices=[("round_robin", "round robin"), ("least_conn", "least conn")]

@@ -246,7 +246,14 @@ NO_HOST = (
 )
 
 
-def lab_create(*, lab_id: str, owner: str, config: dict[str, Any], address: str) -> str:
+def lab_create(
+    *,
+    lab_id: str,
+    owner: str,
+    config: dict[str, Any],
+    address: str,
+    experiment: dict[str, Any] | None = None,
+) -> str:
     """Start a lab for a client at `address` on the least loaded lab host with room; returns
     that host's name once it has accepted the lab (workers still starting).
 
@@ -258,7 +265,12 @@ def lab_create(*, lab_id: str, owner: str, config: dict[str, Any], address: str)
     key = address_key(address)
     lab_start_count(key=key, lab_id=lab_id)
     return async_to_sync(alab_create)(
-        lab_id=lab_id, owner=owner, config=config, address=key, hosts=[h.name for h in candidates]
+        lab_id=lab_id,
+        owner=owner,
+        config=config,
+        address=key,
+        hosts=[h.name for h in candidates],
+        experiment=experiment,
     )
 
 
@@ -358,8 +370,10 @@ async def alab_create(
     config: dict[str, Any],
     address: str | None = None,
     hosts: list[str] | None = None,
+    experiment: dict[str, Any] | None = None,
 ) -> str:
-    """Ask the `hosts` in turn (default: the fleet's, least loaded first) to start the lab;
+    """Ask the `hosts` in turn (default: the fleet's, least loaded first) to start the lab
+    (running a lesson's `experiment` on it, if given: playground.labhost.experiment);
     returns the name of the host that took it."""
     if hosts is None:
         hosts = [h.name for h in _candidates(await asyncio.to_thread(fleet))]
@@ -375,6 +389,8 @@ async def alab_create(
     }
     if address is not None:
         message["client"] = address
+    if experiment is not None:
+        message["experiment"] = experiment
     reply: dict[str, Any] = {}
     for host in hosts:
         await layer.send(host, message)

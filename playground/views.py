@@ -15,11 +15,13 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
+from course.snapshot import course_snapshot
 from playground import labclient as client
 from playground.forms import LabStartForm, start_initial
 from playground.labclient import LabHostUnavailable, LabRefused, LabStartsLimited
@@ -45,11 +47,28 @@ def lab_start(request: HtmxHttpRequest) -> HttpResponse:
     form = LabStartForm(request.POST)
     if not form.is_valid():
         return _render_start(request, form, status=400)
+    config, experiment = form.lab_config(), None
+    if form.cleaned_data["experiment"]:
+        # A lesson's experiment: its preset and steps, from the course as it is now.
+        found = course_snapshot().experiment_get(slug=form.cleaned_data["experiment"])
+        if found is None:
+            form.add_error("experiment", "This experiment is no longer in the course.")
+            return _render_start(request, form, status=400)
+        lesson, exp = found
+        config = next(iter(exp.configs().values()))
+        experiment = exp.run_message(
+            answer=request.POST.get("prediction"),
+            lesson_url=reverse("course:lesson", args=[lesson.slug]),
+        )
     owner = request.session.get("lab_owner") or secrets.token_urlsafe(24)
     lab_id = "".join(secrets.choice(LAB_ID_ALPHABET) for _ in range(8))
     try:
         client.lab_create(
-            lab_id=lab_id, owner=owner, config=form.lab_config(), address=client_address(request)
+            lab_id=lab_id,
+            owner=owner,
+            config=config,
+            address=client_address(request),
+            experiment=experiment,
         )
     except LabHostUnavailable as exc:
         return _render_start(request, form, error=str(exc), status=503)

@@ -189,22 +189,35 @@ def _operation(lab: Lab, action: Action) -> Callable[[], Awaitable[Any]]:
     }[action.verb]
 
 
+async def scenario_steps(
+    lab: Lab,
+    actions: list[Action],
+    seconds: float,
+    on_step: Callable[[int], object] | None = None,
+) -> None:
+    """On a running lab: do each action at its time (in order; one still running delays
+    the next), then wait until `seconds` since the lab started. on_step(i) is called once
+    action i is done. LabError names the action that failed."""
+    for index, action in enumerate(actions):
+        await asyncio.sleep(max(0.0, action.at - lab.now()))
+        try:
+            await _operation(lab, action)()
+        except LabError as exc:
+            raise LabError(f"{action} at {lab.now():.1f} s: {exc}") from exc
+        if on_step is not None:
+            on_step(index)
+    await asyncio.sleep(max(0.0, seconds - lab.now()))
+
+
 async def scenario_run(config: LabConfig, seconds: float, actions: list[Action]) -> dict[str, Any]:
-    """Run the lab, do each action at its time (in order; one still running delays the
-    next), close it, and return the report. LabError if an action fails. A chat run ends
-    with its users quiet for up to CHAT_SETTLE s, so that every message sent is counted
-    as delivered or missed, not left on its way."""
+    """Run the lab, do each action at its time, close it, and return the report.
+    LabError if an action fails. A chat run ends with its users quiet for up to
+    CHAT_SETTLE s, so that every message sent is counted as delivered or missed."""
     actions = actions_check(config, seconds, actions)
     lab = Lab(config)
     try:
         await lab.start()
-        for action in actions:
-            await asyncio.sleep(max(0.0, action.at - lab.now()))
-            try:
-                await _operation(lab, action)()
-            except LabError as exc:
-                raise LabError(f"{action} at {lab.now():.1f} s: {exc}") from exc
-        await asyncio.sleep(max(0.0, seconds - lab.now()))
+        await scenario_steps(lab, actions, seconds)
         if lab.chat is not None:
             await lab.chat.settle(CHAT_SETTLE)
         lab.metrics.tick()
@@ -221,8 +234,12 @@ def scenario_report(
     seconds: float,
     snapshot: dict[str, Any],
     spawn_times: dict[str, list[float]],
+    *,
+    closed: bool = True,
 ) -> dict[str, Any]:
-    orphans = find_orphans(lab.all_pids())
+    """The run's figures. `closed`: the lab has been closed, so its processes are counted
+    as orphans if any is left (`orphans_after`, None while it runs)."""
+    orphans = find_orphans(lab.all_pids()) if closed else None
     disruptions = lab.disruption_log()
     kills = [d for d in disruptions if d["action"] == "killed"]
     stops = [d for d in disruptions if d["action"] == "stopped"]
@@ -284,7 +301,7 @@ def scenario_report(
             else None
         ),
         "spawn_to_ready_ms": {name: times[0] for name, times in spawn_times.items() if times},
-        "orphans_after": len(orphans),
+        "orphans_after": len(orphans) if orphans is not None else None,
         "events": [f"{e['t']:7.3f}s {e['text']}" for e in snapshot["events"]],
     }
     chat = snapshot["chat"]

@@ -26,6 +26,7 @@ from typing import Any
 from playground import labprotocol
 from playground.lab import Lab, LabConfig, LabError
 from playground.lab.events import EventCallback
+from playground.labhost.experiment import ExperimentInvalid, ExperimentRun, experiment_from_message
 
 from .limits import HostLimits
 
@@ -81,6 +82,7 @@ class HostedLab:
     closer: asyncio.Task[None] | None = None
     last_push: float = 0.0
     record: str | None = None  # its registry entry, as written (the heartbeat re-writes it)
+    experiment: ExperimentRun | None = None  # a lesson's experiment, run on this lab
 
     @property
     def lab_id(self) -> str:
@@ -409,6 +411,13 @@ class LabHost:
         except (LabError, TypeError) as exc:
             await self._reply(message, "lab.error", code=400, message=str(exc))
             return
+        experiment = None
+        if message.get("experiment") is not None:
+            try:
+                experiment = experiment_from_message(message["experiment"], config)
+            except ExperimentInvalid as exc:
+                await self._reply(message, "lab.error", code=400, message=str(exc))
+                return
         address = message.get("client")
         address = address if isinstance(address, str) and address else "unknown"
         older = sorted((h for h in self.labs.values() if h.owner == owner), key=lambda h: h.created)
@@ -421,7 +430,13 @@ class LabHost:
         dirty = asyncio.Event()
         lab = self.lab_factory(config, on_event=_waker(dirty))
         hosted = HostedLab(
-            lab=lab, owner=owner, created=now, idle_since=now, dirty=dirty, address=address
+            lab=lab,
+            owner=owner,
+            created=now,
+            idle_since=now,
+            dirty=dirty,
+            address=address,
+            experiment=experiment,
         )
         # Registered before the first await, so two quick starts cannot both slip under a limit.
         self.labs[lab_id] = hosted
@@ -486,6 +501,10 @@ class LabHost:
             return
         if hosted.closer is None:
             hosted.publisher = self._spawn(self._publish_loop(hosted))
+            if hosted.experiment is not None:
+                hosted.experiment.task = self._spawn(
+                    hosted.experiment.run(hosted.lab, hosted.dirty.set)
+                )
 
     async def _lab_for_owner(self, message: dict[str, Any]) -> HostedLab | None:
         """The running lab the message names, if its sender owns it; else answer why not."""
@@ -545,7 +564,10 @@ class LabHost:
 
     def _snapshot(self, hosted: HostedLab) -> dict[str, Any] | None:
         try:
-            return hosted.lab.snapshot()
+            snapshot = hosted.lab.snapshot()
+            if hosted.experiment is not None:
+                snapshot["experiment"] = hosted.experiment.describe()
+            return snapshot
         except Exception:
             # Before start() has finished the engine may have nothing to show yet.
             return None
@@ -598,6 +620,8 @@ class LabHost:
     async def _close(self, hosted: HostedLab, reason: str) -> None:
         if hosted.publisher is not None:
             hosted.publisher.cancel()
+        if hosted.experiment is not None and hosted.experiment.task is not None:
+            hosted.experiment.task.cancel()
         if hosted.starter is not None and not hosted.starter.done():
             # Let start() finish or fail on its own (it cleans up after itself), bounded.
             with contextlib.suppress(Exception, asyncio.CancelledError):

@@ -17,10 +17,12 @@ def _pages() -> list[str]:
     lessons = course_snapshot().lessons
     with_diagram = next(lesson for lesson in lessons if lesson.has_diagram)
     with_quizzes = next(lesson for lesson in lessons if len(lesson.quiz_ids) >= 2)
+    with_experiments = next(lesson for lesson in lessons if len(lesson.rendered.experiments) >= 2)
     return [
         "/",
         f"/lessons/{with_diagram.slug}/",
         f"/lessons/{with_quizzes.slug}/",
+        f"/lessons/{with_experiments.slug}/",
         "/decide/",
         "/search/?q=sticky",
         "/playground/",

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import axe_serious
+
 from .conftest import HostProcess, alive, wait_until
 from .test_e2e import metric, start_lab
 
@@ -117,3 +119,57 @@ def test_a_chat_lab_shows_connections_and_the_reconnects_after_a_kill(
     assert toggle.get_attribute("aria-pressed") == "true"
     toggle.click()
     assert wait_until(lambda: toggle.get_attribute("aria-pressed") == "false", 5)
+
+
+def test_a_learner_predicts_runs_a_lessons_experiment_and_reads_the_verdict(
+    page: Any, live_server_url: str, labhost_process: HostProcess
+) -> None:
+    page.goto(f"{live_server_url}/lessons/stateful-up-close/")
+    card = page.locator('[data-experiment="kill-stateful-worker"]')
+    card.scroll_into_view_if_needed()
+    card.get_by_label("Your guess").fill("4")
+    card.get_by_role("button", name="Run this experiment").click()
+    page.wait_for_url("**/playground/labs/*/")
+    panel = page.locator("#lab-experiment")
+    assert "Kill a worker that holds sessions in memory" in panel.inner_text()
+    assert page.locator("[data-prediction]").count() == 0  # no verdict before the run ends
+    outcome = page.locator("[data-outcome]")
+    outcome.wait_for(timeout=60_000)
+    assert "sessions_lost" in outcome.inner_text()
+    verdict = page.locator("[data-prediction]")
+    assert verdict.get_attribute("data-prediction") in ("held", "missed")
+    assert "You predicted: 4" in verdict.inner_text()
+    assert panel.get_by_role("link", name="Back to the lesson").get_attribute("href") == (
+        "/lessons/stateful-up-close/#experiment-kill-stateful-worker"
+    )
+
+
+def test_an_experiment_runs_from_the_keyboard_alone(
+    page: Any, live_server_url: str, labhost_process: HostProcess
+) -> None:
+    page.goto(f"{live_server_url}/lessons/the-tradeoff/")
+    card = page.locator('[data-experiment="kill-stateless-worker"]')
+    first = card.get_by_role("radio").first
+    first.focus()
+    page.keyboard.press("Space")  # choose "None of them"
+    assert first.is_checked()
+    page.keyboard.press("Tab")  # past the other choice (one tab stop per radio group)
+    assert page.evaluate("document.activeElement.textContent") == "Run this experiment"
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/playground/labs/*/")
+    page.locator("[data-outcome]").wait_for(timeout=60_000)
+    assert page.locator("[data-prediction]").get_attribute("data-prediction") == "held"
+
+
+def test_a_finished_experiment_page_has_no_serious_accessibility_violations(
+    audit_page: Any, live_server_url: str, labhost_process: HostProcess
+) -> None:
+    page = audit_page
+    page.goto(f"{live_server_url}/lessons/externalize-state/")
+    card = page.locator('[data-experiment="store-killed"]')
+    card.get_by_role("radio").last.check()
+    card.get_by_role("button", name="Run this experiment").click()
+    page.wait_for_url("**/playground/labs/*/")
+    page.locator("[data-prediction]").wait_for(timeout=60_000)
+    page.wait_for_timeout(500)
+    assert axe_serious(page) == []
