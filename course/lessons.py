@@ -84,6 +84,15 @@ class Lesson(LessonSummary):
         """The ids of the quizzes a learner can answer, in page order."""
         return tuple(slot.quiz.id for slot in self.quizzes if slot.quiz is not None)
 
+    @property
+    def experiment_slugs(self) -> tuple[str, ...]:
+        """The slugs of the experiments a learner can run, in page order."""
+        return tuple(
+            slot.experiment.slug
+            for slot in self.rendered.experiments
+            if slot.experiment is not None
+        )
+
     def quiz(self, quiz_id: str) -> Quiz | None:
         """The answerable quiz with this id, or None (unknown, broken or repeated)."""
         return next((s.quiz for s in self.quizzes if s.quiz and s.quiz.id == quiz_id), None)

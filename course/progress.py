@@ -1,4 +1,4 @@
-"""A learner's progress without an account: lessons read and quizzes answered.
+"""A learner's progress without an account: lessons read, quizzes answered, experiments run.
 
 It lives in the Django session, whose engine is the cache on Redis, so any web process
 serves any learner and a restart of the web tier forgets nothing. Only plain JSON types
@@ -22,12 +22,15 @@ class LessonProgress:
     quizzes_total: int
     quizzes_right: int  # answered correctly at least once
     quizzes_answered: int
+    experiments_total: int = 0
+    experiments_run: int = 0
 
     @property
     def percent(self) -> int:
-        if not self.quizzes_total:
+        steps = self.quizzes_total + self.experiments_total
+        if not steps:
             return 100 if self.read else 0
-        return round(100 * self.quizzes_right / self.quizzes_total)
+        return round(100 * (self.quizzes_right + self.experiments_run) / steps)
 
 
 @dataclass(frozen=True)
@@ -50,12 +53,22 @@ class CourseProgress:
         return sum(p.quizzes_right for p in self.lessons)
 
     @property
+    def experiments_total(self) -> int:
+        return sum(p.experiments_total for p in self.lessons)
+
+    @property
+    def experiments_run(self) -> int:
+        return sum(p.experiments_run for p in self.lessons)
+
+    @property
     def percent(self) -> int:
-        """Quizzes answered correctly and lessons read, each counting as one step."""
-        steps = self.quizzes_total + len(self.lessons)
+        """Quizzes answered correctly, experiments run and lessons read, each counting as
+        one step."""
+        steps = self.quizzes_total + self.experiments_total + len(self.lessons)
         if not steps:
             return 0
-        return round(100 * (self.quizzes_right + self.read_count) / steps)
+        done = self.quizzes_right + self.experiments_run + self.read_count
+        return round(100 * done / steps)
 
     def for_slug(self, slug: str) -> LessonProgress | None:
         return next((p for p in self.lessons if p.slug == slug), None)
@@ -124,6 +137,19 @@ def progress_record_answer(
     session[SESSION_KEY] = data
 
 
+def progress_record_experiment(
+    *, session: MutableMapping[str, Any], slug: str, experiment: str
+) -> None:
+    """The learner ran one of lesson `slug`'s experiments (it counts like a quiz answer)."""
+    data = _data(session)
+    lesson = _lesson(data, slug)
+    ran = lesson.get("experiments")
+    ran = ran if isinstance(ran, list) else []
+    if experiment not in ran:
+        lesson["experiments"] = [*ran, experiment]
+        session[SESSION_KEY] = data
+
+
 def progress_answers(*, session: MutableMapping[str, Any], slug: str) -> dict[str, list[int]]:
     """The last answer given to each quiz of a lesson (choice numbers), by quiz id."""
     stored = _data(session)["lessons"].get(slug)
@@ -153,6 +179,9 @@ def progress_summary(
         stored = data["lessons"].get(lesson.slug, {})
         answers = stored.get("quizzes", {}) if isinstance(stored, dict) else {}
         quiz_ids = set(lesson.quiz_ids)
+        experiments = set(lesson.experiment_slugs)
+        ran = stored.get("experiments") if isinstance(stored, dict) else None
+        ran_here = experiments & set(ran if isinstance(ran, list) else [])
         rows.append(
             LessonProgress(
                 slug=lesson.slug,
@@ -165,6 +194,8 @@ def progress_summary(
                     if isinstance(answers.get(q), dict) and answers[q].get("ever_correct")
                 ),
                 quizzes_answered=sum(1 for q in quiz_ids if q in answers),
+                experiments_total=len(experiments),
+                experiments_run=len(ran_here),
             )
         )
     # Continue with the first unread lesson after the last one visited (in course order),
@@ -174,7 +205,7 @@ def progress_summary(
     after = slugs.index(last) + 1 if isinstance(last, str) and last in slugs else 0
     unread = [p for p in rows[after:] + rows[:after] if not p.read]
     target = unread[0] if unread else None
-    started = any(p.read or p.quizzes_answered for p in rows)
+    started = any(p.read or p.quizzes_answered or p.experiments_run for p in rows)
     return CourseProgress(
         lessons=rows,
         continue_slug=target.slug if target else None,

@@ -21,6 +21,7 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
+from course.progress import progress_record_experiment
 from course.snapshot import course_snapshot
 from playground import labclient as client
 from playground.forms import LabStartForm, start_initial
@@ -52,7 +53,7 @@ def lab_start(request: HtmxHttpRequest) -> HttpResponse:
         # A lesson's experiment: its preset and steps, from the course as it is now.
         found = course_snapshot().experiment_get(slug=form.cleaned_data["experiment"])
         if found is None:
-            form.add_error("experiment", "This experiment is no longer in the course.")
+            form.add_error(None, "This experiment is no longer in the course.")
             return _render_start(request, form, status=400)
         lesson, exp = found
         config = next(iter(exp.configs().values()))
@@ -80,6 +81,10 @@ def lab_start(request: HtmxHttpRequest) -> HttpResponse:
         return _render_start(request, form, error=str(exc), status=409)
     request.session["lab_owner"] = owner
     request.session["labs"] = [lab_id, *request.session.get("labs", [])][:RECENT_LABS]
+    if experiment is not None:
+        progress_record_experiment(
+            session=request.session, slug=lesson.slug, experiment=experiment["slug"]
+        )
     return redirect("playground:lab_detail", lab_id=lab_id)
 
 

@@ -15,6 +15,7 @@ from course.progress import (
     progress_answers,
     progress_mark_read,
     progress_record_answer,
+    progress_record_experiment,
     progress_reset,
     progress_summary,
 )
@@ -38,6 +39,24 @@ def answer_url(slug: str, quiz_id: str) -> str:
 
 def first_single_choice_quiz(lesson):
     return next(s.quiz for s in lesson.quizzes if s.quiz and not s.quiz.multiple)
+
+
+def test_an_experiment_run_counts_like_a_quiz_answer_once() -> None:
+    lessons = course_snapshot().lessons
+    lesson = next(lesson for lesson in lessons if lesson.experiment_slugs)
+    session: dict = {}
+    before = progress_summary(session=session, lessons=lessons)
+    for _ in range(2):  # running it again counts once
+        progress_record_experiment(
+            session=session, slug=lesson.slug, experiment=lesson.experiment_slugs[0]
+        )
+    progress_record_experiment(session=session, slug=lesson.slug, experiment="not-in-it")
+    after = progress_summary(session=session, lessons=lessons)
+    row = after.for_slug(lesson.slug)
+    assert row is not None and row.experiments_run == 1
+    assert row.experiments_total == len(lesson.experiment_slugs)
+    assert after.experiments_run == 1 and after.started and not before.started
+    assert after.percent > before.percent
 
 
 def test_summary_counts_read_marks_and_quizzes_right() -> None:

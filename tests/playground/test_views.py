@@ -242,3 +242,26 @@ def test_bad_trusted_proxies_stop_the_settings_with_one_line(server_env: dict[st
         "settings: TRUSTED_PROXIES: '10.0.0.300' does not appear to be an IPv4 or IPv6 "
         "network (addresses or networks, comma-separated)\n"
     )
+
+
+def test_an_experiment_starts_its_own_preset_and_counts_toward_progress(
+    client: Client, labhost_process: HostProcess
+) -> None:
+    # The posted fields say one worker; the experiment's preset (3 workers) wins.
+    response = client.post(
+        "/playground/labs/", {**VALID, "experiment": "kill-stateful-worker", "prediction": "4"}
+    )
+    assert response.status_code == 302
+    lab_id = response["Location"].rstrip("/").rsplit("/", 1)[1]
+    assert lab_id in labhost_process.lab_ids()
+    ran = client.session["progress"]["lessons"]["stateful-up-close"]["experiments"]
+    assert ran == ["kill-stateful-worker"]
+
+
+def test_an_experiment_no_longer_in_the_course_is_refused(
+    client: Client, labhost_process: HostProcess
+) -> None:
+    response = client.post("/playground/labs/", {**VALID, "experiment": "no-such-experiment"})
+    assert response.status_code == 400
+    assert "no longer in the course" in response.content.decode()
+    assert "lab_owner" not in client.session
