@@ -101,7 +101,7 @@ def test_summary_counts_read_marks_and_quizzes_right() -> None:
     row = progress_summary(session=session, lessons=lessons).for_slug(second.slug)
     assert row is not None and row.quizzes_right == 1
 
-    total = len(lessons) + sum(len(lesson.quiz_ids) for lesson in lessons)
+    total = sum(1 + len(lesson.quiz_ids) + len(lesson.experiment_slugs) for lesson in lessons)
     assert progress_summary(session=session, lessons=lessons).percent == round(100 * 2 / total)
     progress_reset(session=session)
     assert not progress_summary(session=session, lessons=lessons).started
