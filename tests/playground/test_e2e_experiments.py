@@ -131,7 +131,8 @@ def test_a_learner_predicts_runs_a_lessons_experiment_and_reads_the_verdict(
     card.get_by_role("button", name="Run this experiment").click()
     page.wait_for_url("**/playground/labs/*/")
     panel = page.locator("#lab-experiment")
-    assert "Kill a worker that holds sessions in memory" in panel.inner_text()
+    # The panel fills with the first snapshot.
+    assert wait_until(lambda: "Kill a worker that holds sessions" in panel.inner_text(), 15)
     assert page.locator("[data-prediction]").count() == 0  # no verdict before the run ends
     outcome = page.locator("[data-outcome]")
     outcome.wait_for(timeout=60_000)
