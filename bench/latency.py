@@ -25,16 +25,20 @@ USERS = 12
 RATE = 40.0  # requests/s per lab: twice the default, for more samples behind each p99
 PROBE_RATE = 100.0  # paced, so the probe itself adds little load
 INJECTED_MS = 20.0
+# With the delay, a request holds its worker's one slot 40 + 2 x 20 ms: 12.5 a second a
+# worker. At RATE the three workers would queue, and the queue, not the store, would make
+# the difference; at this rate they stay at about a quarter of that capacity.
+INJECTED_RATE = 10.0
 
 
 async def _labs_and_probe(
-    seconds: float, warm: float, store_latency_ms: float = 0.0
+    seconds: float, warm: float, store_latency_ms: float = 0.0, rate: float = RATE
 ) -> tuple[dict[str, dict[str, float]], list[float], list[float], list[float]]:
     """The labs' latencies in a window, the probe's pairs (direct to the store) during it,
     then pairs back to back directly and through the proxy."""
     import redis
 
-    async with lab_pair(users=USERS, rate=RATE, store_latency_ms=store_latency_ms) as labs:
+    async with lab_pair(users=USERS, rate=rate, store_latency_ms=store_latency_ms) as labs:
         store = labs["stateless"].store
         direct_url = f"redis://127.0.0.1:{store.port}/0"
         probe = await asyncio.create_subprocess_exec(
@@ -90,7 +94,7 @@ def run(quick: bool) -> Report:
     report = Report("latency", "Stateless minus stateful latency vs the store round trip")
     seconds, warm = (5.0, 1.0) if quick else (12.0, 2.0)
     labs, busy, direct, proxied = run_async(_labs_and_probe(seconds, warm), seconds + 90)
-    slowed, *_ = run_async(_labs_and_probe(seconds, warm, INJECTED_MS), seconds + 90)
+    slowed, *_ = run_async(_labs_and_probe(seconds, warm, INJECTED_MS, INJECTED_RATE), seconds + 90)
 
     report.say(
         f"A stateful and a stateless lab side by side (3 workers, {USERS} users, {RATE:g} "
@@ -98,7 +102,9 @@ def run(quick: bool) -> Report:
         f"after {warm:g}s; the redis-py probe ({PROBE_RATE:g} pairs/s, own process) runs in "
         f"the same window on the stateless lab's own store. Then 500 pairs back to back, "
         f"directly and through the lab's proxy (0 ms injected); then the same two labs with "
-        f"{INJECTED_MS:g} ms injected into every store round trip."
+        f"{INJECTED_MS:g} ms injected into every store round trip, at {INJECTED_RATE:g} req/s "
+        "each (a synchronous worker holds its slot while it waits for the store, so at "
+        f"{RATE:g} req/s the delay would also cut its capacity and the queue would dominate)."
     )
     report.say()
     rows: list[list[object]] = []

@@ -174,3 +174,27 @@ def test_a_finished_experiment_page_has_no_serious_accessibility_violations(
     page.locator("[data-prediction]").wait_for(timeout=60_000)
     page.wait_for_timeout(500)
     assert axe_serious(page) == []
+
+
+def test_handoff_session_lifetime_and_store_jitter_are_set_from_the_page(
+    page: Any, live_server_url: str, labhost_process: HostProcess
+) -> None:
+    # A stateful lab with a store: started from a lesson's handoff experiment's preset.
+    page.goto(f"{live_server_url}/lessons/stateful-up-close/")
+    card = page.locator('[data-experiment="deploy-with-handoff"]')
+    card.get_by_role("button", name="Run this experiment").click()
+    page.wait_for_url("**/playground/labs/*/")
+    page.wait_for_selector('[data-store][data-status="up"]', timeout=15_000)
+    # Commands wait for the lab to have started ("The lab is still starting" before).
+    page.wait_for_selector('[data-worker="worker-3"][data-status="up"]', timeout=20_000)
+    toggle = page.get_by_role("button", name="Hand off sessions on a stop")
+    assert wait_until(lambda: toggle.get_attribute("aria-pressed") == "true", 10)
+    toggle.click()
+    assert wait_until(lambda: toggle.get_attribute("aria-pressed") == "false", 5)
+    page.get_by_label("Session lifetime").fill("5")
+    page.get_by_role("button", name="Apply to workers").click()
+    log = page.locator("#lab-events")
+    assert wait_until(lambda: "keep a session 5 s" in log.inner_text(), 5)
+    page.get_by_label("Store jitter").fill("10")
+    page.get_by_role("button", name="Apply latency").click()
+    assert wait_until(lambda: "(±10)" in page.locator("[data-store]").inner_text(), 5)

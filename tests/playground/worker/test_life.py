@@ -52,8 +52,10 @@ def test_the_watchdog_ends_a_worker_whose_parent_died_without_pdeathsig() -> Non
     # the watchdog (its parent's pidfd, or getppid()) can make it exit.
     middle_code = (
         "import os, subprocess, sys, time;"
+        # The parent's pid is read before the line that lets the middle die: read after,
+        # it could already be the reaper's, which the watchdog would then wait on forever.
         "code = 'import asyncio, os; from playground.worker.life import watchdog;"
-        " print(flush=True); asyncio.run(watchdog(os.getppid()))';"
+        " parent = os.getppid(); print(flush=True); asyncio.run(watchdog(parent))';"
         "p = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE);"
         "p.stdout.readline(); print(p.pid, flush=True); time.sleep(60)"
     )
