@@ -73,26 +73,12 @@ class RedisClient:
 
     async def command(self, *args: str) -> Any:
         """Send one command and return its reply; RedisError if Redis is unreachable."""
-        conn = self.idle.pop() if self.idle else None
-        try:
-            if conn is None:
-                async with asyncio.timeout(REDIS_TIMEOUT):
-                    conn = await self.connect()
-            async with asyncio.timeout(REDIS_TIMEOUT):
-                reply = await self.call(conn, args)
-        except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
-            if conn is not None:
-                conn[1].close()
-            raise RedisError(f"Redis unavailable: {exc!r}") from exc
-        except BaseException:
-            if conn is not None:
-                conn[1].close()
-            raise
-        self.idle.append(conn)
-        return reply
+        return (await self.pipeline([args]))[0]
 
     async def pipeline(self, commands: Sequence[tuple[str, ...]]) -> list[Any]:
-        """Send many commands at once and read their replies: one round trip, not n."""
+        """Send commands at once and read their replies: one round trip, not one each.
+        RedisError if Redis is unreachable (or answers an error: the connection is then
+        dropped, since replies after it are unread)."""
         if not commands:
             return []
         conn = self.idle.pop() if self.idle else None
@@ -100,7 +86,7 @@ class RedisClient:
             if conn is None:
                 async with asyncio.timeout(REDIS_TIMEOUT):
                     conn = await self.connect()
-            async with asyncio.timeout(REDIS_TIMEOUT * 2):
+            async with asyncio.timeout(REDIS_TIMEOUT):
                 conn[1].write(b"".join(encode(args) for args in commands))
                 replies = [await RedisClient.reply(conn[0]) for _ in commands]
         except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:

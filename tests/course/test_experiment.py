@@ -140,3 +140,17 @@ async def test_every_experiment_in_the_lessons_holds_on_a_real_run(experiment: A
     }
     assert experiment.check.holds(figures), (experiment.check.text, measured)
     assert all(report["orphans_after"] == 0 for report in reports.values())
+
+
+def test_staff_see_why_an_experiment_is_broken_and_students_see_nothing() -> None:
+    from django.template.loader import render_to_string
+
+    from course.experiment import ExperimentSlot, experiment_slots
+
+    [slot] = experiment_slots(blocks=[(GOOD.replace("do: kill:worker-1", "do: explode"), 10)])
+    assert isinstance(slot, ExperimentSlot) and slot.experiment is None
+    context = {"slot": slot, "lesson_file": "content/x.md"}
+    staff = render_to_string("course/experiment.html", {**context, "staff": True})
+    assert "This experiment is broken" in staff and "content/x.md:18" in staff
+    assert "unknown action" in staff
+    assert render_to_string("course/experiment.html", {**context, "staff": False}).strip() == ""
