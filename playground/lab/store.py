@@ -18,7 +18,7 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from config.embedded_redis import free_port, redis_server_binary
 from config.lifeline import die_with_parent
@@ -59,7 +59,6 @@ class Store:
         self.spawn_ms: float | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
-        self.busy = False
         self.expected_exit = False
 
     @property
@@ -168,16 +167,17 @@ class Store:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.pid, signum)
 
+    @property
+    def busy(self) -> bool:
+        """A kill or restart is under way."""
+        return self._lock.locked()
+
     @contextlib.asynccontextmanager
-    async def _exclusive(self, doing: str):  # type: ignore[no-untyped-def]
+    async def _exclusive(self, doing: str) -> AsyncIterator[None]:
         if self._lock.locked():
             raise LabError(f"The store is busy ({doing} must wait); try again in a moment.")
         async with self._lock:
-            self.busy = True
-            try:
-                yield
-            finally:
-                self.busy = False
+            yield
 
     async def kill(self) -> int:
         """SIGKILL: what it held in memory is gone; with AOF, the last second may be too.
