@@ -539,7 +539,10 @@ async def test_a_lab_gets_so_many_viewers_and_a_process_so_many_sockets(
     monkeypatch.setattr(LabConsumer, "sockets_per_lab", 1)
     session_key, owner = owner_session()
     lab_id = await start_lab(owner)
-    assert (await sockets(lab_id, session_key).connect())[0]
+    first = sockets(lab_id, session_key)
+    assert (await first.connect())[0]
+    # A socket is accepted before it claims its place: wait until the first one holds it.
+    await snapshot_where(first, all_up)
     second = sockets(lab_id, session_key)
     assert (await second.connect())[0]
     message, close = await closed_because(second)
