@@ -12,6 +12,7 @@ import json
 import logging
 import time
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -45,6 +46,19 @@ OUTAGE_ERRORS = (*REDIS_ERRORS, TimeoutError)
 RESTARTING = "This web server is restarting: the page reconnects on its own."
 HOST_GONE = "The lab host stopped answering, so this lab is gone."
 LAB_ENDED = "This lab has ended."
+FORBIDDEN = "This lab belongs to another browser session."
+NOT_SHARED = "No lab is shared under this code."
+UNSHARED = "The owner stopped sharing this lab."
+WATCHING = "You are watching this lab: only its owner can act on it."
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a socket may not show a lab: its close code, the message, the kind of close."""
+
+    code: int
+    reason: str
+    kind: str
 
 
 def log_failure(what: str, exc: BaseException) -> None:
@@ -55,21 +69,25 @@ def log_failure(what: str, exc: BaseException) -> None:
 class SnapshotFrames:
     """The text frame of each lab's latest snapshot, rendered once per web process and sent
     as is to every socket watching that lab here (5 a second per lab, whatever the number of
-    viewers). One tick per lab, the entry dropped when the lab's last socket here leaves."""
+    viewers): once for its owner's sockets and once for its class's (watchers see no
+    controls). One tick per lab, the entries dropped when the lab's last socket here leaves."""
 
     def __init__(self) -> None:
-        self.latest: dict[str, tuple[float, str]] = {}
+        self.latest: dict[tuple[str, bool], tuple[float, str]] = {}
         self.sockets: Counter[str] = Counter()
 
-    def frame(self, lab_id: str, snapshot: dict[str, Any], sent_at: float | None) -> str:
+    def frame(
+        self, lab_id: str, snapshot: dict[str, Any], sent_at: float | None, *, watching: bool
+    ) -> str:
         """`sent_at` names the tick (the host's time of the snapshot); None: not shared."""
-        cached = self.latest.get(lab_id)
+        cached = self.latest.get((lab_id, watching))
         if sent_at is not None and cached is not None and cached[0] == sent_at:
             return cached[1]
-        html = render_to_string(f"{TEMPLATE}#live", lab_context(lab_id, snapshot))
+        context = lab_context(lab_id, snapshot, watching=watching)
+        html = render_to_string(f"{TEMPLATE}#live", context)
         text = json.dumps({"type": "snapshot", "snapshot": snapshot, "html": html})
         if sent_at is not None and lab_id in self.sockets:
-            self.latest[lab_id] = (sent_at, text)
+            self.latest[(lab_id, watching)] = (sent_at, text)
         return text
 
     def opened(self, lab_id: str) -> None:
@@ -79,7 +97,8 @@ class SnapshotFrames:
         self.sockets[lab_id] -= 1
         if self.sockets[lab_id] <= 0:
             del self.sockets[lab_id]
-            self.latest.pop(lab_id, None)
+            self.latest.pop((lab_id, False), None)
+            self.latest.pop((lab_id, True), None)
 
     def total(self) -> int:
         return self.sockets.total()
@@ -126,37 +145,51 @@ class LabConsumer(AsyncJsonWebsocketConsumer):
             await self.leave()
 
     async def connect(self) -> None:
-        self.lab_id: str = self.scope["url_route"]["kwargs"]["lab_id"]
-        self.group = labprotocol.group_name(self.lab_id)
+        self.lab_id: str = ""
+        self.group = ""
         self.host = ""  # the lab's host, from its registry record
         self.host_instance: str | None = None
         self.heard = time.monotonic()
         self.attached_at = 0.0
         self.renewed_at = time.monotonic()
-        session = self.scope.get("session")
-        self.owner = await session.aget("lab_owner") if session is not None else None
         # Accept first, then close with a code: a refused handshake reads as a network error
         # (1006) in the browser, and htmx would retry it forever.
         await self.accept()
-        if not self.owner or not labprotocol.LAB_ID.match(self.lab_id):
-            await self.end(
-                code=labprotocol.CLOSE_FORBIDDEN,
-                reason="This lab belongs to another browser session.",
-                kind="refused",
-            )
+        found = await self.lab_find()
+        if isinstance(found, Refusal):
+            await self.end(code=found.code, reason=found.reason, kind=found.kind)
             return
+        self.lab_id, self.group = found.lab_id, labprotocol.group_name(found.lab_id)
         refusal = await self.claim()
         if refusal:
             await self.end(code=labprotocol.CLOSE_TOO_MANY, reason=refusal, kind="closed")
             return
         # Which host runs the lab: every attach and command goes to that host's channel.
-        record = await asyncio.to_thread(labclient.lab_get, self.lab_id)
-        if record is None:
-            await self.end(code=labprotocol.CLOSE_GONE, reason=LAB_ENDED, kind="closed")
-            return
-        self.host = record.host
+        self.host = found.host
         await self.attach()
         self.watchdog = asyncio.create_task(self.watch())
+
+    async def lab_find(self) -> labclient.LabRecord | Refusal:
+        """The lab this socket may show (its registry record), or why it may not."""
+        session = self.scope.get("session")
+        self.owner = await session.aget("lab_owner") if session is not None else None
+        lab_id = str(self.scope["url_route"]["kwargs"]["lab_id"])
+        if not self.owner or not labprotocol.LAB_ID.match(lab_id):
+            return Refusal(labprotocol.CLOSE_FORBIDDEN, FORBIDDEN, "refused")
+        record = await asyncio.to_thread(labclient.lab_get, lab_id)
+        if record is None:
+            return Refusal(labprotocol.CLOSE_GONE, LAB_ENDED, "closed")
+        return record
+
+    # A watcher's socket has the code of the lab it watches (WatchConsumer); an owner's none.
+    watch_code: str | None = None
+
+    def credentials(self) -> dict[str, str]:
+        """What the lab host checks on an attach: the owner's token."""
+        return {"owner": str(self.owner)}
+
+    def session_limit_key(self) -> str:
+        return labprotocol.session_sockets_key(str(self.owner))
 
     async def claim(self) -> str | None:
         """Count this socket in the limits; why not, if it is one too many."""
@@ -167,7 +200,7 @@ class LabConsumer(AsyncJsonWebsocketConsumer):
         now = time.time()
         limits = [
             (
-                labprotocol.session_sockets_key(str(self.owner)),
+                self.session_limit_key(),
                 self.sockets_per_session,
                 f"Too many lab tabs are open in this browser (at most "
                 f"{self.sockets_per_session}). Close one and reload this page.",
@@ -232,7 +265,7 @@ class LabConsumer(AsyncJsonWebsocketConsumer):
         try:
             allowed = await asyncio.to_thread(
                 labclient.command_allow,
-                key=labprotocol.session_commands_key(str(self.owner)),
+                key=labprotocol.session_commands_key(self.rate_key()),
                 now=self.limiter_clock(),
                 rate=MESSAGES_PER_SECOND,
                 burst=MESSAGE_BURST,
@@ -245,6 +278,13 @@ class LabConsumer(AsyncJsonWebsocketConsumer):
         except labprotocol.CommandError as exc:
             await self.send_error(str(exc))
             return
+        await self.command(command)
+
+    def rate_key(self) -> str:
+        """Whose messages the rate limit counts together: the browser session's."""
+        return str(self.owner)
+
+    async def command(self, command: dict[str, Any]) -> None:
         try:
             await self.to_host("lab.command", owner=self.owner, **command)
         except Exception:
@@ -267,7 +307,7 @@ class LabConsumer(AsyncJsonWebsocketConsumer):
         # notice the silence and say so, not leave a frozen page that reads "Live".
         try:
             async with asyncio.timeout(REATTACH_AFTER):
-                await self.to_host("lab.attach", owner=self.owner)
+                await self.to_host("lab.attach", **self.credentials())
         except Exception as exc:
             log_failure(f"lab socket could not attach to lab {self.lab_id}", exc)
 
@@ -304,23 +344,39 @@ class LabConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_add(self.group, self.channel_name)
             self.joined = True
         if event.get("snapshot"):
-            await self.send_frame(snapshot_frames.frame(self.lab_id, event["snapshot"], None))
+            await self.send_frame(
+                snapshot_frames.frame(
+                    self.lab_id, event["snapshot"], None, watching=self.watch_code is not None
+                )
+            )
 
     async def lab_snapshot(self, event: dict[str, Any]) -> None:
         self.heard = time.monotonic()
         if not self.finished:
             sent_at = event.get("sent_at")
             tick = float(sent_at) if isinstance(sent_at, int | float) else None
-            await self.send_frame(snapshot_frames.frame(self.lab_id, event["snapshot"], tick))
+            await self.send_frame(
+                snapshot_frames.frame(
+                    self.lab_id, event["snapshot"], tick, watching=self.watch_code is not None
+                )
+            )
 
     async def lab_error(self, event: dict[str, Any]) -> None:
         self.heard = time.monotonic()
         await self.send_error(str(event.get("message", "The lab host refused that.")))
 
     async def lab_refused(self, event: dict[str, Any]) -> None:
+        if self.watch_code is not None:
+            # The lab's host no longer knows the code: sharing ended between two attaches.
+            await self.end(code=labprotocol.CLOSE_UNSHARED, reason=UNSHARED, kind="closed")
+            return
         await self.end(
             code=labprotocol.CLOSE_FORBIDDEN, reason=str(event.get("message", "")), kind="refused"
         )
+
+    async def lab_unshared(self, event: dict[str, Any]) -> None:
+        if self.watch_code is not None:
+            await self.end(code=labprotocol.CLOSE_UNSHARED, reason=UNSHARED, kind="closed")
 
     async def lab_closed(self, event: dict[str, Any]) -> None:
         if self.finished:
@@ -371,8 +427,54 @@ class LabConsumer(AsyncJsonWebsocketConsumer):
         await self.close(code=code)
 
 
-def lab_context(lab_id: str, snapshot: dict[str, Any]) -> dict[str, Any]:
-    """What the live partials need: the snapshot, plus a few values worked out for display."""
+class WatchConsumer(LabConsumer):
+    """/ws/watch/<code>/: a lab shared with a class, read-only, for anyone with its code.
+
+    The same snapshots as the owner's socket, rendered without controls; commands are
+    refused here, and the lab host checks the code on every attach (never an owner token,
+    which a watcher never has). Sockets are counted per browser session and per lab.
+    """
+
+    async def lab_find(self) -> labclient.LabRecord | Refusal:
+        session = self.scope.get("session")
+        self.owner = None
+        self.viewer = session.session_key if session is not None else None
+        code = labprotocol.watch_code_parse(str(self.scope["url_route"]["kwargs"]["code"]))
+        if code is None:
+            return Refusal(labprotocol.CLOSE_GONE, NOT_SHARED, "closed")
+        if not self.viewer:
+            # One per browser session (the class's answers count so): the watch page gives
+            # every visitor a session cookie.
+            return Refusal(
+                labprotocol.CLOSE_FORBIDDEN,
+                "Open the watch link in a browser that keeps cookies, then reload.",
+                "refused",
+            )
+        try:
+            record = await asyncio.to_thread(labclient.watch_find, code)
+        except labclient.WatchEnded as exc:
+            return Refusal(labprotocol.CLOSE_UNSHARED, str(exc), "closed")
+        if record is None:
+            return Refusal(labprotocol.CLOSE_GONE, NOT_SHARED, "closed")
+        self.watch_code = code
+        return record
+
+    def credentials(self) -> dict[str, str]:
+        return {"watch": str(self.watch_code)}
+
+    def session_limit_key(self) -> str:
+        return labprotocol.session_sockets_key(f"watch:{self.viewer}")
+
+    def rate_key(self) -> str:
+        return f"watch:{self.viewer}"
+
+    async def command(self, command: dict[str, Any]) -> None:
+        await self.send_error(WATCHING)
+
+
+def lab_context(lab_id: str, snapshot: dict[str, Any], *, watching: bool) -> dict[str, Any]:
+    """What the live partials need: the snapshot, plus a few values worked out for display
+    (`watching`: for a class watching a shared lab, so without controls)."""
     workers = [
         {**w, "share_pct": round(float(w.get("share", 0)) * 100)}
         for w in snapshot.get("workers", [])
@@ -382,6 +484,7 @@ def lab_context(lab_id: str, snapshot: dict[str, Any]) -> dict[str, Any]:
     return {
         "oob": True,
         "lab_id": lab_id,
+        "watching": watching,
         "s": snapshot,
         "workers": workers,
         "metrics": snapshot.get("metrics", {}),

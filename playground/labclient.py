@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import random
+import time
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -54,6 +55,7 @@ class LabRecord:
     owner_digest: str
     mode: str
     host: str = ""
+    watch: str = ""  # its watch code while it is shared with a class
 
     def owned_by(self, owner: str | None) -> bool:
         return bool(owner) and labprotocol.owner_digest(str(owner)) == self.owner_digest
@@ -146,7 +148,59 @@ def lab_get(lab_id: str) -> LabRecord | None:
         owner_digest=data["owner"],
         mode=data["mode"],
         host=str(data.get("host") or labprotocol.HOST_CHANNEL),
+        watch=str(data.get("watch") or ""),
     )
+
+
+class WatchEnded(Exception):
+    """The watch code was real, but its lab is no longer shared (stopped, or ended)."""
+
+
+def watch_find(code: str) -> LabRecord | None:
+    """The shared lab a watch code names, or None if no lab was ever shared under it;
+    raises WatchEnded if its sharing has ended."""
+    client = _client()
+    lab_id = cast(bytes | None, client.get(labprotocol.watch_key(code)))
+    record = lab_get(lab_id.decode()) if lab_id else None
+    if record is not None and record.watch == code:
+        return record
+    if lab_id or client.exists(labprotocol.watch_ended_key(code)):
+        raise WatchEnded("This lab is no longer shared: its owner stopped sharing it, or it ended.")
+    return None
+
+
+def lab_share(*, record: LabRecord, owner: str, share: bool) -> str | None:
+    """Share the owner's lab with a class, or stop; returns its watch code (None: not
+    shared). Raises LabHostUnavailable if its host does not answer, LabRefused if the lab
+    is gone or not this owner's."""
+    return async_to_sync(alab_share)(record=record, owner=owner, share=share)
+
+
+async def alab_share(*, record: LabRecord, owner: str, share: bool) -> str | None:
+    reply = await ahost_request(
+        record.host,
+        {"type": "lab.share", "lab_id": record.lab_id, "owner": owner, "share": share},
+    )
+    if reply.get("type") != "lab.shared":
+        raise LabRefused(str(reply.get("message") or reply.get("reason") or "The lab is gone."))
+    code = reply.get("code")
+    return code if isinstance(code, str) else None
+
+
+async def ahost_request(host: str, message: dict[str, Any]) -> dict[str, Any]:
+    """Send `message` to a lab host and wait for its one reply."""
+    layer = get_channel_layer()
+    assert layer is not None
+    reply_channel = await layer.new_channel()
+    await layer.send(host, {**message, "reply_channel": reply_channel})
+    try:
+        # asyncio.timeout, never wait_for: see playground.lab.users.
+        async with asyncio.timeout(CREATE_TIMEOUT):
+            return cast(dict[str, Any], await layer.receive(reply_channel))
+    except TimeoutError:
+        raise LabHostUnavailable(
+            "The lab host did not answer in time. Is it running? Start it with make run."
+        ) from None
 
 
 def host_instance(host: str) -> str | None:
@@ -335,19 +389,7 @@ def lab_start_count(*, key: str, lab_id: str) -> None:
     """Count a lab start for the address `key`, or raise LabStartsLimited if it has had its
     share of this window. Counted in Redis, so it holds across every web process."""
     limits = start_limits()
-    digest = hashlib.sha256(key.encode()).hexdigest()[:32]  # no addresses in Redis keys
-    try:
-        script = _client().register_script(_COUNT_START)
-        wait = float(
-            script(
-                keys=[f"playground:starts:{digest}"],
-                args=[limits.window, limits.per_window, lab_id],
-            )
-        )
-    except redis.RedisError:
-        raise LabHostUnavailable(
-            "The playground cannot reach Redis right now. Try again in a moment."
-        ) from None
+    wait = _window_count("starts", key=key, member=lab_id, limits=limits)
     if wait > 0:
         raise LabStartsLimited(
             f"Too many labs were started from your network address: at most "
@@ -355,6 +397,42 @@ def lab_start_count(*, key: str, lab_id: str) -> None:
             f"Try again in {math.ceil(wait)} s.",
             retry_after=max(1, math.ceil(wait)),
         )
+
+
+# Watch codes looked up per client address (so that guessing one is hopeless: see
+# labprotocol.WATCH_CODE): a class behind one NAT address opens one link each, once.
+WATCH_LOOKUPS = StartLimits(per_window=120, window=60.0)
+
+
+def watch_lookup_count(*, address: str) -> None:
+    """Count a watch-code lookup from `address`, or raise LabStartsLimited."""
+    member = f"{time.time_ns()}-{random.random()}"
+    wait = _window_count(
+        "watch-lookups", key=address_key(address), member=member, limits=WATCH_LOOKUPS
+    )
+    if wait > 0:
+        raise LabStartsLimited(
+            f"Too many watch codes were tried from your network address: at most "
+            f"{WATCH_LOOKUPS.per_window} a minute. Try again in {math.ceil(wait)} s.",
+            retry_after=max(1, math.ceil(wait)),
+        )
+
+
+def _window_count(name: str, *, key: str, member: str, limits: StartLimits) -> float:
+    """Count one event for `key` in its sliding window; seconds to wait if it is full."""
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]  # no addresses in Redis keys
+    try:
+        script = _client().register_script(_COUNT_START)
+        return float(
+            script(
+                keys=[f"playground:{name}:{digest}"],
+                args=[limits.window, limits.per_window, member],
+            )
+        )
+    except redis.RedisError:
+        raise LabHostUnavailable(
+            "The playground cannot reach Redis right now. Try again in a moment."
+        ) from None
 
 
 # A host's refusal with this code is about that host (full, nearly full for this address,

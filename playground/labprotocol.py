@@ -46,6 +46,15 @@ CLOSE_FORBIDDEN = 4403  # the lab belongs to another browser session
 CLOSE_GONE = 4404  # the lab has ended, or never existed
 CLOSE_HOST_DOWN = 4503  # the lab host stopped answering
 CLOSE_TOO_MANY = 4429  # too many lab sockets (this session, this lab, or this web process)
+CLOSE_UNSHARED = 4410  # a watcher's socket: the owner stopped sharing the lab
+
+# Watch codes: a shared lab's read-only link, /watch/<code>/. Read aloud and typed by a
+# class, so no look-alike characters (0/O, 1/I/L) and shown as two groups of four; 31**8
+# (8.5e11) codes, against at most WATCH_LOOKUPS lookups a minute per client address.
+WATCH_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+WATCH_CODE_LENGTH = 8
+WATCH_CODE = re.compile(rf"^[{WATCH_ALPHABET}]{{{WATCH_CODE_LENGTH}}}$")
+WATCH_ENDED_TTL = 24 * 3600  # an ended share answers 410 (not 404) for a day
 
 MAX_MESSAGE_BYTES = 4096
 WORKER_ACTIONS = frozenset({"kill", "stop", "pause", "resume", "restart", "remove_worker"})
@@ -118,6 +127,28 @@ def heartbeat_parse(raw: bytes | str | None) -> dict[str, Any] | None:
         }
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def watch_key(code: str) -> str:
+    """A shared lab's code: its value is the lab id (written and renewed by the lab host)."""
+    return f"{REDIS_PREFIX}watch:{code}"
+
+
+def watch_ended_key(code: str) -> str:
+    """A code whose sharing has ended (stopped, or the lab closed): 410, not 404."""
+    return f"{REDIS_PREFIX}watch-ended:{code}"
+
+
+def watch_code_parse(text: str) -> str | None:
+    """A watch code as typed (any case, with or without the dash or spaces), or None."""
+    code = re.sub(r"[\s-]", "", text).upper()[: WATCH_CODE_LENGTH + 1]
+    return code if WATCH_CODE.match(code) else None
+
+
+def watch_code_display(code: str) -> str:
+    """ABCD-EFGH: two groups, easier to read aloud."""
+    half = WATCH_CODE_LENGTH // 2
+    return f"{code[:half]}-{code[half:]}"
 
 
 def lab_key(lab_id: str) -> str:

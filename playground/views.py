@@ -7,12 +7,9 @@ session only holds the learner's owner token and their recent lab ids.
 
 from __future__ import annotations
 
-import ipaddress
 import secrets
 import string
-from typing import Any
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -24,8 +21,10 @@ from django_htmx.middleware import HtmxDetails
 from course.progress import progress_record_experiment
 from course.snapshot import course_snapshot
 from playground import labclient as client
+from playground.addresses import client_address
 from playground.forms import LabStartForm, start_initial
 from playground.labclient import LabHostUnavailable, LabRefused, LabStartsLimited
+from playground.views_watch import share_context
 
 LAB_ID_ALPHABET = string.ascii_lowercase + string.digits
 RECENT_LABS = 2
@@ -112,44 +111,12 @@ def lab_detail(request: HtmxHttpRequest, lab_id: str) -> HttpResponse:
         return render(
             request, "playground/unavailable.html", {"reason": reason, "lab_id": lab_id}, status=403
         )
-    return render(
-        request,
-        "playground/lab.html",
-        {"lab_id": lab_id, "mode": record.mode, "ws_path": f"/ws/labs/{lab_id}/"},
-    )
-
-
-def client_address(request: HttpRequest) -> str:
-    """The address of the client, which the playground's per-address limits count by.
-
-    The peer of the connection (REMOTE_ADDR), unless that peer is one of
-    settings.TRUSTED_PROXIES: then the last address X-Forwarded-For names that is not a
-    trusted proxy itself (each proxy appends the peer it saw; whatever a client wrote in the
-    header comes before, so it cannot choose its own address). daphne's --proxy-headers is
-    not used for this: it believes the header from any peer, and its first address.
-    """
-    peer = str(request.META.get("REMOTE_ADDR") or "")
-    trusted = settings.TRUSTED_PROXIES
-    if not trusted or not _within(peer, trusted):
-        return peer
-    forwarded = str(request.META.get("HTTP_X_FORWARDED_FOR") or "")
-    hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
-    for hop in reversed(hops):
-        try:
-            address = ipaddress.ip_address(hop)
-        except ValueError:
-            return peer  # a proxy of ours writes addresses: this hop is not one of ours
-        if not any(address in network for network in trusted):
-            return str(address)
-    return hops[0] if hops else peer
-
-
-def _within(address: str, networks: list[Any]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in networks)
+    context = {
+        "mode": record.mode,
+        "ws_path": f"/ws/labs/{lab_id}/",
+        **share_context(request, record),
+    }
+    return render(request, "playground/lab.html", context)
 
 
 def _render_start(

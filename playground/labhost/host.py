@@ -17,6 +17,7 @@ import hmac
 import json
 import logging
 import os
+import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -83,6 +84,8 @@ class HostedLab:
     last_push: float = 0.0
     record: str | None = None  # its registry entry, as written (the heartbeat re-writes it)
     experiment: ExperimentRun | None = None  # a lesson's experiment, run on this lab
+    watch_code: str | None = None  # shared with a class: its read-only link's code
+    shared: bool = False  # shared at some point: it lives up to limits.shared_lifetime
 
     @property
     def lab_id(self) -> str:
@@ -280,7 +283,12 @@ class LabHost:
             pipe.zremrangebyscore(fleet, "-inf", time.time() - FLEET_FORGET)
             for hosted in labs:
                 pipe.expire(labprotocol.lab_key(hosted.lab_id), LAB_KEY_TTL)
-            renewed = (await pipe.execute())[3:]
+            for hosted in labs:
+                if hosted.watch_code is not None and hosted.closer is None:
+                    pipe.set(
+                        labprotocol.watch_key(hosted.watch_code), hosted.lab_id, ex=LAB_KEY_TTL
+                    )
+            renewed = (await pipe.execute())[3 : 3 + len(labs)]
         # A record that could not be renewed is gone: Redis restarted empty (or the key
         # lapsed during an outage) while the lab runs on. Without it the lab's page says it
         # has ended, so it is written again, unless the lab is closing meanwhile.
@@ -310,8 +318,9 @@ class LabHost:
                 if now - seen > self.limits.viewer_lease:
                     del hosted.viewers[channel]
                     hosted.idle_since = now
-            if now - hosted.created > self.limits.max_lifetime:
-                minutes = round(self.limits.max_lifetime / 60)
+            lifetime = self.limits.shared_lifetime if hosted.shared else self.limits.max_lifetime
+            if now - hosted.created > lifetime:
+                minutes = round(lifetime / 60)
                 self._spawn(
                     self.lab_close(
                         hosted=hosted, reason=f"This lab reached its {minutes}-minute limit."
@@ -339,6 +348,7 @@ class LabHost:
             "lab.attach": self._on_attach,
             "lab.detach": self._on_detach,
             "lab.command": self._on_command,
+            "lab.share": self._on_share,
         }
         failing = False
         while True:
@@ -481,6 +491,8 @@ class LabHost:
             "mode": hosted.lab.config.mode,
             "created": time.time(),
         }
+        if hosted.watch_code is not None:
+            record["watch"] = hosted.watch_code
         hosted.record = json.dumps(record)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.set(labprotocol.lab_key(hosted.lab_id), hosted.record, ex=LAB_KEY_TTL)
@@ -506,12 +518,17 @@ class LabHost:
                     hosted.experiment.run(hosted.lab, hosted.dirty.set)
                 )
 
-    async def _lab_for_owner(self, message: dict[str, Any]) -> HostedLab | None:
-        """The running lab the message names, if its sender owns it; else answer why not."""
+    async def _lab_for_owner(
+        self, message: dict[str, Any], *, watchers_too: bool = False
+    ) -> HostedLab | None:
+        """The running lab the message names, if its sender owns it (or, `watchers_too`,
+        holds its watch code while it is shared); else answer why not."""
         hosted = self.labs.get(message["lab_id"])
         if hosted is None or hosted.closer is not None:
             await self._reply(message, "lab.closed", reason="This lab has ended.")
             return None
+        if watchers_too and self._watching(hosted, message):
+            return hosted
         if not self._owned(hosted, message):
             await self._reply(
                 message,
@@ -522,14 +539,60 @@ class LabHost:
             return None
         return hosted
 
+    def _watching(self, hosted: HostedLab, message: dict[str, Any]) -> bool:
+        code = message.get("watch")
+        return (
+            isinstance(code, str)
+            and hosted.watch_code is not None
+            and hmac.compare_digest(code.encode(), hosted.watch_code.encode())
+        )
+
     async def _on_attach(self, message: dict[str, Any]) -> None:
-        hosted = await self._lab_for_owner(message)
+        hosted = await self._lab_for_owner(message, watchers_too=True)
         if hosted is None:
             return
         channel = message.get("reply_channel")
+        new = True
         if isinstance(channel, str) and channel:
+            new = channel not in hosted.viewers
             hosted.viewers[channel] = self.clock()
-        await self._reply(message, "lab.attached", snapshot=self._snapshot(hosted))
+        # A snapshot for a new viewer only: a renewal (every few seconds per socket) would
+        # otherwise cost a snapshot each, 20 a second for a class of 200 watchers.
+        await self._reply(message, "lab.attached", snapshot=self._snapshot(hosted) if new else None)
+
+    async def _on_share(self, message: dict[str, Any]) -> None:
+        """Share a lab with a class (a read-only watch code) or stop sharing it. Owner only."""
+        hosted = await self._lab_for_owner(message)
+        if hosted is None:
+            return
+        if message.get("share") is True:
+            if hosted.watch_code is None:
+                hosted.watch_code = "".join(
+                    secrets.choice(labprotocol.WATCH_ALPHABET)
+                    for _ in range(labprotocol.WATCH_CODE_LENGTH)
+                )
+                hosted.shared = True
+                await self._register(hosted)
+                await self.redis.set(
+                    labprotocol.watch_key(hosted.watch_code), hosted.lab_id, ex=LAB_KEY_TTL
+                )
+        elif hosted.watch_code is not None:
+            await self._unshare(hosted)
+            await self._register(hosted)
+            await self.layer.group_send(
+                hosted.group, {"type": "lab.unshared", "lab_id": hosted.lab_id}
+            )
+        await self._reply(message, "lab.shared", code=hosted.watch_code)
+
+    async def _unshare(self, hosted: HostedLab) -> None:
+        """Retire the lab's watch code: it answers "no longer shared" (410) for a day."""
+        code, hosted.watch_code = hosted.watch_code, None
+        if code is None:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.delete(labprotocol.watch_key(code))
+            pipe.set(labprotocol.watch_ended_key(code), "1", ex=labprotocol.WATCH_ENDED_TTL)
+            await pipe.execute()
 
     async def _on_detach(self, message: dict[str, Any]) -> None:
         hosted = self.labs.get(message["lab_id"])
@@ -638,6 +701,8 @@ class LabHost:
                 self._emptied.set()
             with contextlib.suppress(Exception):
                 await self.redis.delete(labprotocol.lab_key(hosted.lab_id))
+            with contextlib.suppress(Exception):
+                await self._unshare(hosted)
             with contextlib.suppress(Exception):
                 await self.layer.group_send(
                     hosted.group, {"type": "lab.closed", "lab_id": hosted.lab_id, "reason": reason}

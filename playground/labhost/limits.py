@@ -28,6 +28,9 @@ class HostLimits:
     address_reserve: float = 0.2
     idle_timeout: float = 60.0  # closed this long after its last viewer left
     max_lifetime: float = 30 * 60.0
+    # A lab shared with a class (a watch link) lives longer: a 90-minute class and its
+    # questions. It still closes a minute after its last viewer, owner or watcher, leaves.
+    shared_lifetime: float = 120 * 60.0
     push_interval: float = 0.2  # 5 snapshots a second to every viewer
     viewer_lease: float = 30.0  # consumers re-attach every few seconds; silence means gone
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import redis
 from channels.testing import WebsocketCommunicator
+from django.contrib.sessions.backends.cache import SessionStore
 from django.template.loader import render_to_string
 
 from config.asgi import application
@@ -653,3 +654,114 @@ async def test_a_learner_who_floods_within_the_limits_does_not_starve_another(
         stop.set()
         await asyncio.gather(*flooding)
     assert per_second >= 3, per_second
+
+
+# -- a lab shared with a class: watcher sockets ---------------------------------------
+
+
+def watcher_session() -> str:
+    """A browser session of someone in the class: no lab of its own, no owner token."""
+    session = SessionStore()
+    session["watching"] = True
+    session.save()
+    assert session.session_key is not None
+    return session.session_key
+
+
+@pytest.fixture
+async def watchers() -> AsyncIterator[Callable[..., WebsocketCommunicator]]:
+    opened: list[WebsocketCommunicator] = []
+
+    def open_socket(code: str, session_key: str | None) -> WebsocketCommunicator:
+        communicator = WebsocketCommunicator(
+            application, f"/ws/watch/{code}/", headers=session_headers(session_key)
+        )
+        opened.append(communicator)
+        return communicator
+
+    yield open_socket
+    for communicator in opened:
+        await communicator.disconnect()
+
+
+async def share(record_of: str, owner: str, *, on: bool = True) -> str | None:
+    record = await asyncio.to_thread(labclient.lab_get, record_of)
+    assert record is not None
+    return await labclient.alab_share(record=record, owner=owner, share=on)
+
+
+async def test_a_class_watches_a_shared_lab_live_and_cannot_act_on_it(
+    labhost: RunningHost, owner_session: Any, sockets: Any, watchers: Any
+) -> None:
+    session_key, owner = owner_session()
+    lab_id = await start_lab(owner, workers=2)
+    code = await share(lab_id, owner)
+    assert code is not None
+    owner_socket = sockets(lab_id, session_key)
+    assert (await owner_socket.connect())[0]
+    await snapshot_where(owner_socket, all_up)
+    class_sockets = [watchers(labprotocol.watch_code_display(code), watcher_session())]
+    class_sockets.append(watchers(code.lower(), watcher_session()))  # as typed, any case
+    seen: list[str] = []
+    for socket in class_sockets:
+        assert (await socket.connect())[0]
+        message = await snapshot_where(socket, all_up)
+        seen.append(json.dumps(message))
+        assert 'data-worker="worker-1"' in message["html"]
+        assert 'data-metric="sessions_lost"' in message["html"]
+        assert "data-command" not in message["html"]  # no control at all
+    # A watcher's command is refused with a message; the lab is untouched.
+    await class_sockets[0].send_json_to({"action": "kill", "worker": "worker-1"})
+    assert (await error_after(class_sockets[0]))["message"] == consumers.WATCHING
+    # The owner acts: every watcher sees it.
+    await owner_socket.send_json_to({"action": "kill", "worker": "worker-1"})
+    for socket in class_sockets:
+        message = await snapshot_where(
+            socket, lambda s: any(w["status"] == "down" for w in s["workers"])
+        )
+        seen.append(json.dumps(message))
+    # Nothing a watcher received carries the owner's token.
+    assert not any(owner in frame for frame in seen)
+
+
+async def test_stopping_sharing_closes_the_class_sockets_with_their_own_code(
+    labhost: RunningHost, owner_session: Any, watchers: Any
+) -> None:
+    _, owner = owner_session()
+    lab_id = await start_lab(owner)
+    code = await share(lab_id, owner)
+    assert code is not None
+    socket = watchers(code, watcher_session())
+    assert (await socket.connect())[0]
+    await snapshot_where(socket, all_up)
+    assert await share(lab_id, owner, on=False) is None
+    message, close = await closed_because(socket)
+    assert message["code"] == labprotocol.CLOSE_UNSHARED == 4410
+    assert message["message"] == consumers.UNSHARED
+    assert close == {"type": "websocket.close", "code": labprotocol.CLOSE_UNSHARED}
+    # The code is retired: a late watcher hears that it ended, not that it never was.
+    late = watchers(code, watcher_session())
+    assert (await late.connect())[0]
+    message, _ = await closed_because(late)
+    assert (
+        message["code"] == labprotocol.CLOSE_UNSHARED and "no longer shared" in message["message"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("code", "has_session", "close_code"),
+    [
+        ("ABCD2345", True, labprotocol.CLOSE_GONE),  # well formed, never shared
+        ("not-a-code!", True, labprotocol.CLOSE_GONE),
+        ("ABCD2345", False, labprotocol.CLOSE_FORBIDDEN),  # no cookies: no way to count it
+    ],
+    ids=["unknown", "malformed", "no session"],
+)
+async def test_a_watch_socket_without_a_shared_lab_is_closed_with_a_reason(
+    labhost: RunningHost, watchers: Any, code: str, has_session: bool, close_code: int
+) -> None:
+    socket = watchers(code, watcher_session() if has_session else None)
+    assert (await socket.connect())[0]
+    message, close = await closed_because(socket)
+    assert message["code"] == close_code and message["message"]
+    assert close["code"] == close_code

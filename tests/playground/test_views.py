@@ -217,7 +217,7 @@ def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy(
 
     from django.test import RequestFactory
 
-    from playground.views import client_address
+    from playground.addresses import client_address
 
     settings.TRUSTED_PROXIES = [
         ipaddress.ip_network("127.0.0.1"),

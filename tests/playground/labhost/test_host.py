@@ -481,3 +481,77 @@ async def test_a_closed_lab_leaves_nothing_of_itself_in_the_host(
     # No lingering reference: the lab and its metrics (the run's latencies) are freed.
     assert lab() is None
     assert metrics() is None
+
+
+# -- sharing with a class ---------------------------------------------------------------
+
+
+async def test_a_shared_lab_takes_watchers_by_its_code_and_nothing_else(
+    labhost: RunningHost, web: RedisChannelLayer
+) -> None:
+    lab_id, _ = await create(web, labhost.name, owner="a")
+    await started(labhost, lab_id)
+    refused = await ask(web, labhost.name, "lab.share", lab_id=lab_id, owner="b", share=True)
+    assert refused["type"] == "lab.refused"
+    shared = await ask(web, labhost.name, "lab.share", lab_id=lab_id, owner="a", share=True)
+    code = shared["code"]
+    assert shared["type"] == "lab.shared" and labprotocol.WATCH_CODE.match(code)
+    # Sharing again keeps the code the class already has.
+    again = await ask(web, labhost.name, "lab.share", lab_id=lab_id, owner="a", share=True)
+    assert again["code"] == code
+    assert (await labhost.client.get(labprotocol.watch_key(code))).decode() == lab_id
+    record = json.loads(await labhost.client.get(labprotocol.lab_key(lab_id)))
+    assert record["watch"] == code
+
+    # A watcher attaches with the code; a renewal from the same socket gets no snapshot.
+    watcher = await web.new_channel()
+    attach = {"type": "lab.attach", "lab_id": lab_id, "watch": code, "reply_channel": watcher}
+    await web.send(labhost.name, attach)
+    first = await next_of(web, watcher, "lab.attached")
+    assert first["snapshot"]["id"] == lab_id
+    await web.send(labhost.name, attach)
+    assert (await next_of(web, watcher, "lab.attached"))["snapshot"] is None
+    # The code opens the view, never the controls.
+    command = await ask(
+        web,
+        labhost.name,
+        "lab.command",
+        lab_id=lab_id,
+        watch=code,
+        action="kill",
+        worker="worker-1",
+    )
+    assert command["type"] == "lab.refused"
+    assert all(w["status"] == "up" for w in labhost.host.labs[lab_id].lab.snapshot()["workers"])
+    wrong = await ask(web, labhost.name, "lab.attach", lab_id=lab_id, watch="X" * 8)
+    assert wrong["type"] == "lab.refused"
+
+    # Stop sharing: the class hears it, the code is retired (and answers "ended").
+    group_member = await web.new_channel()
+    await web.group_add(labprotocol.group_name(lab_id), group_member)
+    stopped = await ask(web, labhost.name, "lab.share", lab_id=lab_id, owner="a", share=False)
+    assert stopped == {"type": "lab.shared", "lab_id": lab_id, "code": None}
+    assert (await next_of(web, group_member, "lab.unshared"))["lab_id"] == lab_id
+    assert await labhost.client.exists(labprotocol.watch_key(code)) == 0
+    assert await labhost.client.exists(labprotocol.watch_ended_key(code)) == 1
+    assert "watch" not in json.loads(await labhost.client.get(labprotocol.lab_key(lab_id)))
+    late = await ask(web, labhost.name, "lab.attach", lab_id=lab_id, watch=code)
+    assert late["type"] == "lab.refused"
+
+
+async def test_a_shared_lab_outlives_a_private_labs_lifetime_and_its_code_ends_with_it(
+    start_labhost: Any, web: RedisChannelLayer
+) -> None:
+    running = await start_labhost(limits=HostLimits(max_lifetime=1.0, shared_lifetime=4.0))
+    private, _ = await create(web, running.name, owner="a")
+    shared, _ = await create(web, running.name, owner="b")
+    code = (await ask(web, running.name, "lab.share", lab_id=shared, owner="b", share=True))["code"]
+    for lab_id, owner in ((private, "a"), (shared, "b")):
+        await ask(web, running.name, "lab.attach", lab_id=lab_id, owner=owner)
+    await eventually(lambda: private not in running.host.labs, 10)
+    assert shared in running.host.labs  # past the private lifetime, still running
+    # Its code is renewed with its record (both lapse within seconds if the host dies).
+    assert 0 < await running.client.ttl(labprotocol.watch_key(code)) <= 5
+    await eventually(lambda: shared not in running.host.labs, 10)
+    assert await running.client.exists(labprotocol.watch_key(code)) == 0
+    assert await running.client.exists(labprotocol.watch_ended_key(code)) == 1
