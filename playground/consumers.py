@@ -469,7 +469,25 @@ class WatchConsumer(LabConsumer):
         return f"watch:{self.viewer}"
 
     async def command(self, command: dict[str, Any]) -> None:
-        await self.send_error(WATCHING)
+        if command["action"] != "answer":
+            await self.send_error(WATCHING)
+            return
+        try:
+            await self.to_host(
+                "lab.answer",
+                watch=self.watch_code,
+                viewer=labprotocol.owner_digest(f"viewer:{self.viewer}"),
+                value=command["value"],
+            )
+        except Exception:
+            log.exception("could not send an answer for lab %s", self.lab_id)
+            await self.send_error("The lab host could not be reached. Try again.")
+
+    async def lab_answered(self, event: dict[str, Any]) -> None:
+        """This watcher's own answer: said to them alone (snapshots carry only counts)."""
+        seq, answer = event.get("seq"), str(event.get("answer", ""))
+        html = render_to_string(f"{TEMPLATE}#mine", {"answer": answer, "seq": seq, "oob": True})
+        await self.send_frame(json.dumps({"type": "answered", "seq": seq, "html": html}))
 
 
 def lab_context(lab_id: str, snapshot: dict[str, Any], *, watching: bool) -> dict[str, Any]:
@@ -498,6 +516,7 @@ def lab_context(lab_id: str, snapshot: dict[str, Any], *, watching: bool) -> dic
         "can_remove": len(workers) > 1,
         "store": snapshot.get("store"),
         "e": snapshot.get("experiment"),
+        "poll": snapshot.get("poll"),
         "deploy_seconds": f"{deploys[-1]['seconds']:.1f}" if deploys else "–",
     }
 

@@ -59,7 +59,11 @@ WATCH_ENDED_TTL = 24 * 3600  # an ended share answers 410 (not 404) for a day
 MAX_MESSAGE_BYTES = 4096
 WORKER_ACTIONS = frozenset({"kill", "stop", "pause", "resume", "restart", "remove_worker"})
 LAB_ACTIONS = frozenset({"add_worker", "set", "reset", "deploy", "kill_store", "restart_store"})
-ACTIONS = WORKER_ACTIONS | LAB_ACTIONS
+# A class's question (playground.labhost.poll): the owner asks and closes it; a watcher
+# answers (on the watch socket only, as lab.answer).
+ASK_FIELDS = frozenset({"question", "kind", "choices", "figure"})
+POLL_ACTIONS = frozenset({"ask", "close_question", "answer"})
+ACTIONS = WORKER_ACTIONS | LAB_ACTIONS | POLL_ACTIONS
 # The web tier's rule for a lab id: the ids views draw (8 of a-z0-9), with room to spare.
 # Narrower than the engine's (playground.lab.config.LAB_ID) on purpose: these ids arrive
 # from browsers, in URLs and socket paths, and name Channels groups and registry keys in
@@ -226,6 +230,16 @@ def command_parse(text_data: str | None, bytes_data: bytes | None = None) -> dic
                 raise CommandError(f"set {key}: one of {', '.join(SET_CHOICES[key])}.")
         command["value"] = rest
         rest = {}
+    elif action == "ask":
+        spec = {key: rest.pop(key) for key in ASK_FIELDS if key in rest}
+        if not all(isinstance(value, str) for value in spec.values()):
+            raise CommandError("ask takes text: question, kind, choices (one a line), figure.")
+        command["value"] = spec
+    elif action == "answer":
+        value = rest.pop("value", None)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise CommandError("answer needs a number: a choice's index, or your prediction.")
+        command["value"] = value
     elif action == "restart_store" and "persistence" in rest:
         persistence = rest.pop("persistence")
         if persistence not in PERSISTENCE:

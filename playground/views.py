@@ -90,6 +90,17 @@ def lab_start(request: HtmxHttpRequest) -> HttpResponse:
 @require_safe
 @vary_on_headers("HX-Request")
 def lab_detail(request: HtmxHttpRequest, lab_id: str) -> HttpResponse:
+    return _lab_page(request, lab_id, presenting=False)
+
+
+@require_safe
+@vary_on_headers("HX-Request")
+def lab_present(request: HtmxHttpRequest, lab_id: str) -> HttpResponse:
+    """The projector's layout of the owner's lab: large type, the join code, shortcuts."""
+    return _lab_page(request, lab_id, presenting=True)
+
+
+def _lab_page(request: HtmxHttpRequest, lab_id: str, *, presenting: bool) -> HttpResponse:
     if request.htmx.boosted:
         return _full_page_load(request)
     # The session first: with Redis down this raises, and the learner gets the 503 page (an
@@ -114,6 +125,7 @@ def lab_detail(request: HtmxHttpRequest, lab_id: str) -> HttpResponse:
     context = {
         "mode": record.mode,
         "ws_path": f"/ws/labs/{lab_id}/",
+        "presenting": presenting,
         **share_context(request, record),
     }
     return render(request, "playground/lab.html", context)

@@ -28,6 +28,7 @@ from playground import labprotocol
 from playground.lab import Lab, LabConfig, LabError
 from playground.lab.events import EventCallback
 from playground.labhost.experiment import ExperimentInvalid, ExperimentRun, experiment_from_message
+from playground.labhost.poll import Poll, PollError
 
 from .limits import HostLimits
 
@@ -86,6 +87,7 @@ class HostedLab:
     experiment: ExperimentRun | None = None  # a lesson's experiment, run on this lab
     watch_code: str | None = None  # shared with a class: its read-only link's code
     shared: bool = False  # shared at some point: it lives up to limits.shared_lifetime
+    poll: Poll | None = None  # the owner's question to the class, while shared
 
     @property
     def lab_id(self) -> str:
@@ -349,6 +351,7 @@ class LabHost:
             "lab.detach": self._on_detach,
             "lab.command": self._on_command,
             "lab.share": self._on_share,
+            "lab.answer": self._on_answer,
         }
         failing = False
         while True:
@@ -589,6 +592,7 @@ class LabHost:
         code, hosted.watch_code = hosted.watch_code, None
         if code is None:
             return
+        hosted.poll = None  # its class has gone
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.delete(labprotocol.watch_key(code))
             pipe.set(labprotocol.watch_ended_key(code), "1", ex=labprotocol.WATCH_ENDED_TTL)
@@ -605,6 +609,12 @@ class LabHost:
     async def _on_command(self, message: dict[str, Any]) -> None:
         hosted = await self._lab_for_owner(message)
         if hosted is None:
+            return
+        if message.get("action") in labprotocol.POLL_ACTIONS:
+            error = self._poll_command(hosted, message)
+            if error:
+                await self._reply(message, "lab.error", message=error)
+            await self._push(hosted)
             return
         if hosted.starter is not None and not hosted.starter.done():
             await self._reply(message, "lab.error", message="The lab is still starting.")
@@ -623,6 +633,48 @@ class LabHost:
             if hosted.closer is None:
                 await self._push(hosted)
 
+    # -- a question to the class ---------------------------------------------------------
+
+    def _poll_command(self, hosted: HostedLab, message: dict[str, Any]) -> str | None:
+        """The owner asks a question or closes it; why not, if it cannot be done."""
+        action = message.get("action")
+        if action == "answer":
+            return "The class answers from the watch page; you ask with Ask the class."
+        if hosted.watch_code is None:
+            return "Share the lab with the class first: they answer from the watch link."
+        if action == "close_question":
+            if hosted.poll is None or hosted.poll.state != "open":
+                return "No question is open."
+            hosted.poll.close()
+            return None
+        seq = hosted.poll.seq + 1 if hosted.poll is not None else 1
+        try:
+            metrics = hosted.lab.snapshot().get("metrics", {})
+            hosted.poll = Poll.ask(seq=seq, spec=message.get("value"), metrics=metrics)
+        except PollError as exc:
+            return str(exc)
+        return None
+
+    async def _on_answer(self, message: dict[str, Any]) -> None:
+        """A watcher answers the open question: once per viewer (a digest of their session)."""
+        hosted = await self._lab_for_owner(message, watchers_too=True)
+        if hosted is None:
+            return
+        viewer = message.get("viewer")
+        if not self._watching(hosted, message) or not isinstance(viewer, str) or not viewer:
+            await self._reply(message, "lab.error", message="Only the class answers questions.")
+            return
+        if hosted.poll is None:
+            await self._reply(message, "lab.error", message="No question is open.")
+            return
+        try:
+            shown = hosted.poll.answer(viewer[:80], message.get("value"))
+        except PollError as exc:
+            await self._reply(message, "lab.error", message=str(exc))
+            return
+        await self._reply(message, "lab.answered", seq=hosted.poll.seq, answer=shown)
+        hosted.dirty.set()  # the new distribution, at the next push (coalesced)
+
     # -- snapshots --------------------------------------------------------------------
 
     def _snapshot(self, hosted: HostedLab) -> dict[str, Any] | None:
@@ -630,6 +682,8 @@ class LabHost:
             snapshot = hosted.lab.snapshot()
             if hosted.experiment is not None:
                 snapshot["experiment"] = hosted.experiment.describe()
+            if hosted.poll is not None:
+                snapshot["poll"] = hosted.poll.describe(snapshot.get("metrics", {}))
             return snapshot
         except Exception:
             # Before start() has finished the engine may have nothing to show yet.

@@ -10,7 +10,7 @@
 
   var NUMERIC = {
     rate: true, users: true, work_ms: true, worker_concurrency: true, session_ttl: true,
-    store_latency_ms: true, store_jitter_ms: true,
+    store_latency_ms: true, store_jitter_ms: true, value: true,
   };
   var CHART_HEIGHT = 220;
   // The second series of a chart is dashed: series differ by more than their colour.
@@ -49,6 +49,8 @@
   ];
   var socket = null;
   var alertTimer = null;
+  var poll = null; // the open question to the class, from the newest snapshot
+  var answeredSeq = null; // the question this watcher answered (said to them alone)
 
   function labRoot() {
     return document.getElementById("lab");
@@ -196,6 +198,24 @@
     });
   }
 
+  // A watcher answers once: the number form shows while a number question is open and
+  // unanswered here; the choice buttons (re-rendered with each snapshot) are disabled after.
+  function syncPollForm(root) {
+    if (!root) return;
+    var answered = poll && answeredSeq === poll.seq;
+    var form = root.querySelector("#lab-poll-number");
+    if (form) form.hidden = !(poll && poll.state === "open" && poll.kind === "number" && !answered);
+    root.querySelectorAll("[data-poll-answer]").forEach(function (button) {
+      if (answered) button.disabled = true;
+    });
+    var mine = root.querySelector("#lab-poll-mine");
+    if (mine && poll && mine.getAttribute("data-seq") !== String(poll.seq)) mine.textContent = "";
+  }
+
+  document.addEventListener("htmx:wsAfterMessage", function () {
+    syncPollForm(labRoot());
+  });
+
   function setConnection(root, state, text) {
     var el = root && root.querySelector("#lab-conn");
     if (!el || el.getAttribute("data-state") === state) return;
@@ -233,8 +253,13 @@
         markEvents(message.snapshot.events, message.snapshot.series);
         feedCharts(message.snapshot.series);
         syncLoadForm(root, message.snapshot);
+        poll = message.snapshot.poll || null;
+        syncPollForm(root);
         latest = message.snapshot.metrics || latest;
         showChange(root, false);
+      } else if (message.type === "answered") {
+        answeredSeq = message.seq;
+        syncPollForm(root);
       } else if (message.type === "error") {
         clearAlertLater(root);
       } else if (message.type === "closed" || message.type === "refused") {
@@ -267,6 +292,7 @@
     var command = commandOf(button);
     if (!command) return;
     send(command);
+    if (command.action === "answer" || command.action === "close_question") return;
     // From now on the strip counts what this action did; the keyboard focus goes there,
     // not to the page (a Kill button is disabled once its worker is down).
     change = { label: button.textContent.replace(/\s+/g, " ").trim(), base: latest || {} };
@@ -299,7 +325,8 @@
     evt.preventDefault();
     var command = commandOf(form);
     if (!command) return;
-    form.querySelectorAll("input[name], select[name]").forEach(function (input) {
+    form.querySelectorAll("input[name], select[name], textarea[name]").forEach(function (input) {
+      if (input.type === "radio" && !input.checked) return;
       command[input.name] = NUMERIC[input.name] ? Number(input.value) : input.value;
       delete input.dataset.dirty;
     });
@@ -316,6 +343,62 @@
   document.addEventListener("input", function (evt) {
     if (evt.target.matches && evt.target.matches("[data-snapshot]")) {
       evt.target.dataset.dirty = "1";
+    }
+  });
+
+  // -- presenter shortcuts (the projector's layout, #lab[data-present]) ---------------
+
+  // A letter for a worker action, then the worker's number: k 1 kills worker-1.
+  var WORKER_KEYS = { k: "kill", s: "stop", p: "pause", r: "restart" };
+  var LAB_KEYS = { a: "add_worker", d: "deploy", c: "close_question" };
+  var pendingKey = null;
+  var pendingTimer = null;
+
+  function sayKey(root, text) {
+    var el = root.querySelector("#lab-key");
+    if (el) el.textContent = text;
+  }
+
+  function pressButton(button) {
+    if (button && !button.disabled) button.click();
+  }
+
+  document.addEventListener("keydown", function (evt) {
+    var root = labRoot();
+    if (!root || !root.hasAttribute("data-present")) return;
+    if (evt.altKey || evt.ctrlKey || evt.metaKey || evt.defaultPrevented) return;
+    var target = evt.target;
+    if (target && target.closest && target.closest("input, textarea, select, [contenteditable]")) return;
+    var key = evt.key.toLowerCase();
+    if (pendingKey && /^[0-9]$/.test(key)) {
+      var action = WORKER_KEYS[pendingKey];
+      var card = root.querySelector("#card-worker-" + key);
+      if (action === "pause" && card && card.getAttribute("data-status") === "paused") action = "resume";
+      var button = card && Array.prototype.find.call(
+        card.querySelectorAll("button[data-command]"),
+        function (b) { var c = commandOf(b); return c && c.action === action; }
+      );
+      sayKey(root, button ? action + " worker-" + key : "No worker-" + key + " to " + action + ".");
+      pressButton(button);
+      pendingKey = null;
+      evt.preventDefault();
+      return;
+    }
+    pendingKey = null;
+    if (WORKER_KEYS[key]) {
+      pendingKey = key;
+      sayKey(root, WORKER_KEYS[key] + ": which worker? Press its number.");
+      if (pendingTimer) clearTimeout(pendingTimer);
+      pendingTimer = setTimeout(function () { pendingKey = null; sayKey(root, ""); }, 2000);
+      evt.preventDefault();
+    } else if (LAB_KEYS[key]) {
+      var found = Array.prototype.find.call(
+        root.querySelectorAll("button[data-command]"),
+        function (b) { var c = commandOf(b); return c && c.action === LAB_KEYS[key]; }
+      );
+      sayKey(root, found ? LAB_KEYS[key].replace("_", " ") : "Nothing to " + LAB_KEYS[key].replace("_", " ") + " now.");
+      pressButton(found);
+      evt.preventDefault();
     }
   });
 

@@ -765,3 +765,71 @@ async def test_a_watch_socket_without_a_shared_lab_is_closed_with_a_reason(
     message, close = await closed_because(socket)
     assert message["code"] == close_code and message["message"]
     assert close["code"] == close_code
+
+
+async def answered_or_error(socket: WebsocketCommunicator) -> dict[str, Any]:
+    for _ in range(100):
+        message = await socket.receive_json_from(timeout=10)
+        if message["type"] in ("answered", "error"):
+            return message
+    raise AssertionError("no answer came back")
+
+
+async def test_the_class_answers_a_question_once_each_and_sees_the_measured_answer(
+    labhost: RunningHost, owner_session: Any, sockets: Any, watchers: Any
+) -> None:
+    session_key, owner = owner_session()
+    lab_id = await start_lab(owner, workers=2, users=6, rate=20.0)
+    owner_socket = sockets(lab_id, session_key)
+    assert (await owner_socket.connect())[0]
+    await snapshot_where(owner_socket, all_up)
+    question = {
+        "action": "ask",
+        "question": "How many sessions will be lost when I kill worker-1?",
+        "kind": "number",
+        "figure": "sessions_lost",
+    }
+    # Not shared yet: nobody could answer.
+    await owner_socket.send_json_to(question)
+    assert "Share the lab" in (await error_after(owner_socket))["message"]
+    code = await share(lab_id, owner)
+    assert code is not None
+    await owner_socket.send_json_to(question)
+    await snapshot_where(owner_socket, lambda s: (s.get("poll") or {}).get("state") == "open")
+
+    class_sockets = [watchers(code, watcher_session()) for _ in range(3)]
+    for socket in class_sockets:
+        assert (await socket.connect())[0]
+        message = await snapshot_where(socket, lambda s: bool(s.get("poll")))
+        assert "How many sessions will be lost" in message["html"]
+        assert 'id="poll-value"' not in message["html"]  # the number form is the page's own
+    for socket, value in zip(class_sockets, (0, 3, 3), strict=True):
+        await socket.send_json_to({"action": "answer", "value": value})
+        answered = await answered_or_error(socket)
+        assert answered["type"] == "answered" and "lab-poll-mine" in answered["html"]
+    # One answer each, and hostile answers change nothing.
+    for bad in ({"value": 4}, {"value": "3"}, {"value": 10**30}, {"value": -2}, {}):
+        await class_sockets[0].send_json_to({"action": "answer", **bad})
+        assert (await answered_or_error(class_sockets[0]))["type"] == "error"
+    await class_sockets[1].send_json_to({"action": "answer", "value": 1e12})
+    assert (await answered_or_error(class_sockets[1]))["type"] == "error"
+    # The owner cannot answer for the class.
+    await owner_socket.send_json_to({"action": "answer", "value": 1})
+    assert "The class answers" in (await error_after(owner_socket))["message"]
+    shown = await snapshot_where(owner_socket, lambda s: (s.get("poll") or {}).get("answered") == 3)
+    assert (
+        shown["snapshot"]["poll"]["median"] == 3 and shown["snapshot"]["poll"]["measured"] is None
+    )
+
+    await owner_socket.send_json_to({"action": "close_question"})
+    await owner_socket.send_json_to({"action": "kill", "worker": "worker-1"})
+    for socket in (owner_socket, *class_sockets):
+        # (The class's sockets have not been read for a while: many snapshots queued.)
+        message = await snapshot_where(
+            socket, lambda s: bool((s.get("poll") or {}).get("measured")), within=1000
+        )
+        poll = message["snapshot"]["poll"]
+        assert poll["state"] == "closed" and poll["answered"] == 3
+        # The measured number is the lab's own counter, counted since the question.
+        assert 0 < poll["measured"] <= message["snapshot"]["metrics"]["sessions_lost"]
+        assert "data-poll-measured" in message["html"]

@@ -52,6 +52,27 @@ def test_brackets_inside_strings_are_not_nesting() -> None:
 def test_the_contract_names_every_close_code() -> None:
     contract = (ROOT / "docs" / "playground-contract.md").read_text()
     codes = {value for name, value in vars(labprotocol).items() if name.startswith("CLOSE_")}
-    assert codes == {4403, 4404, 4429, 4503}
+    assert codes == {4403, 4404, 4410, 4429, 4503}
     for code in codes:
         assert f"\n| {code} |" in contract, code
+
+
+def test_a_question_and_an_answer_are_flat_and_typed() -> None:
+    ask = labprotocol.command_parse(
+        json.dumps({"action": "ask", "question": "Q?", "kind": "choice", "choices": "a\nb"})
+    )
+    assert ask == {
+        "action": "ask",
+        "value": {"question": "Q?", "kind": "choice", "choices": "a\nb"},
+    }
+    with pytest.raises(labprotocol.CommandError, match="takes text"):
+        labprotocol.command_parse(json.dumps({"action": "ask", "question": 3}))
+    with pytest.raises(labprotocol.CommandError, match="Unexpected"):
+        labprotocol.command_parse(json.dumps({"action": "ask", "question": "Q?", "owner": "x"}))
+    assert labprotocol.command_parse('{"action": "answer", "value": 2}') == {
+        "action": "answer",
+        "value": 2,
+    }
+    for bad in ('"2"', "true", "null", "[2]", "1e400"):
+        with pytest.raises(labprotocol.CommandError):
+            labprotocol.command_parse(f'{{"action": "answer", "value": {bad}}}')

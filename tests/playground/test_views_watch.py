@@ -53,7 +53,8 @@ def test_the_owner_shares_a_lab_and_the_class_watches_it_without_controls(
     for button in re.findall(r"<button[^>]*>(.*?)</button>", html, re.S):
         name = re.sub(r"<[^>]+>|\s+", " ", button).strip()
         assert not name.startswith(CONTROL_NAMES), name
-    assert "data-command" not in html
+    # The one command a watcher's page may send: an answer to the class's question.
+    assert re.findall(r"data-command='([^']*)'", html) == ['{"action": "answer"}']
     owner = client.session["lab_owner"]
     assert owner not in html and owner not in str(watcher.cookies)
     assert watcher.session.session_key  # one answer per session needs a session
@@ -116,3 +117,20 @@ def test_codes_are_read_aloud_in_two_groups_and_parsed_as_typed() -> None:
     for bad in ("K7QM-4RT", "K7QM-4RT0", "K7QM4RTWX", "", "../../etc"):
         assert labprotocol.watch_code_parse(bad) is None
     assert len(labprotocol.WATCH_ALPHABET) ** labprotocol.WATCH_CODE_LENGTH > 5 * 10**11
+
+
+def test_the_presenter_view_is_the_owners_with_the_join_code_and_its_shortcuts(
+    client: Client, labhost_process: HostProcess
+) -> None:
+    lab_id = started_lab(client)
+    path = f"/playground/labs/{lab_id}/present/"
+    assert Client().get(path).status_code == 403
+    before = client.get(path).content.decode()
+    assert "data-present" in before and "Share the lab (below)" in before
+    client.post(f"/playground/labs/{lab_id}/share/")
+    page = client.get(path).content.decode()
+    code = re.search(r'class="pg-join-code">([A-Z2-9]{4}-[A-Z2-9]{4})<', page)
+    assert code is not None and f"/watch/{code.group(1)}/" in page
+    assert "<kbd>k</kbd> then a number" in page
+    assert re.search(r"<button[^>]*>\s*Ask the class\s*</button>", page)
+    assert f'ws-connect="/ws/labs/{lab_id}/"' in page  # the owner's own socket and controls
