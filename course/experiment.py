@@ -72,6 +72,13 @@ class Prediction:
             "tolerance": self.tolerance,
         }
 
+    @property
+    def figures(self) -> list[str]:
+        """The figures judging it reads."""
+        if self.choices:
+            return [f for c in self.choices for f in c.when.figures]
+        return [self.figure]
+
     def verdict(self, *, answer: int | float, figures: Mapping[str, Any]) -> bool:
         """Whether the learner's prediction held on the run ("held" or "missed")."""
         if self.choices:
@@ -121,12 +128,15 @@ class Experiment:
             )
         return lines
 
-    def run_message(self, *, answer: str | None, lesson_url: str) -> dict[str, Any]:
+    def run_message(
+        self, *, answer: str | None, lesson_url: str, variant: str = ""
+    ) -> dict[str, Any]:
         """What lab.create carries to run it (playground.labhost.experiment), with the
         learner's prediction (a choice number or a number, as the card's form sent it;
-        anything else counts as no prediction). The first variant's lab: side by side,
-        the other variants are not run on the page yet."""
-        return {
+        anything else counts as no prediction). Side by side, one message per variant's
+        lab: it measures the figures the check and the prediction read of that variant
+        (unprefixed), and the pair's page judges them together (`verdict`)."""
+        message = {
             "slug": self.slug,
             "title": self.title,
             "claim": self.claim,
@@ -138,12 +148,61 @@ class Experiment:
             "check": self.check.text,
             "prediction": self.predict.message(answer),
         }
+        if variant:
+            message.update(variant=variant, show=self.variant_figures(variant), prediction=None)
+        return message
+
+    def variant_figures(self, variant: str) -> list[str]:
+        """The figures of one variant's run that the card, the check and the prediction
+        read (`none.sessions_lost` is the variant `none`'s `sessions_lost`)."""
+        read = [*self.show, *self.check.figures, *self.predict.figures]
+        prefix = f"{variant}."
+        return list(dict.fromkeys(f.removeprefix(prefix) for f in read if f.startswith(prefix)))
+
+    def verdict(
+        self, *, measured: Mapping[str, Mapping[str, float | None]], answer: str | None
+    ) -> PairVerdict:
+        """The measured answer of a side-by-side run from each variant's measured figures
+        (`variant_figures`, by variant name): the figures to show, whether the check held,
+        and whether the learner's prediction did (None: no prediction)."""
+        figures = figures_of({name: _nested(flat) for name, flat in measured.items()})
+        outcome: list[tuple[str, float | None]] = []
+        for figure in self.show:
+            try:
+                outcome.append((figure, figure_value(figure, figures)))
+            except KeyError:
+                outcome.append((figure, None))
+        try:
+            check_held: bool | None = self.check.holds(figures)
+        except KeyError:
+            check_held = None
+        held = None
+        predicted = self.predict.message(answer)
+        if predicted is not None:
+            try:
+                held = self.predict.verdict(answer=float(answer or ""), figures=figures)
+            except KeyError:
+                held = None
+        return PairVerdict(
+            outcome=outcome,
+            check_held=check_held,
+            predicted=predicted["text"] if predicted else "",
+            held=held,
+        )
 
     def configs(self) -> dict[str, dict[str, Any]]:
         """Each lab to run: one ("" names it), or the variants side by side."""
         if not self.compare:
             return {"": dict(self.lab)}
         return {name: {**self.lab, **changes} for name, changes in self.compare.items()}
+
+
+@dataclass(frozen=True)
+class PairVerdict:
+    outcome: list[tuple[str, float | None]]
+    check_held: bool | None
+    predicted: str  # what the learner predicted, as the card put it ("" if nothing)
+    held: bool | None  # None: no prediction, or a figure missing
 
 
 @dataclass(frozen=True)
@@ -159,6 +218,20 @@ def _shown(value: Any) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
     return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _nested(flat: Mapping[str, float | None]) -> dict[str, Any]:
+    """{"kills.0.at": 3} as the report it came from: {"kills": {"0": {"at": 3}}}."""
+    nested: dict[str, Any] = {}
+    for path, value in flat.items():
+        if value is None:
+            continue
+        *parents, last = path.split(".")
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return nested
 
 
 def figures_of(reports: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -241,6 +314,10 @@ def experiment_parse(
         problem(
             "'compare' must name variants, each with the settings it changes", line_of("compare")
         )
+        compare = {}
+    if compare and len(compare) != 2:
+        # A learner runs two labs at most (playground.labhost.limits.max_per_owner).
+        problem("'compare' names exactly two variants, one lab each", line_of("compare"))
         compare = {}
     steps: list[Action] = []
     raw_steps = data.get("steps")

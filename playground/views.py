@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import string
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -24,6 +25,7 @@ from playground import labclient as client
 from playground.addresses import client_address
 from playground.forms import LabStartForm, start_initial
 from playground.labclient import LabHostUnavailable, LabRefused, LabStartsLimited
+from playground.views_pair import pair_remember
 from playground.views_watch import share_context
 
 LAB_ID_ALPHABET = string.ascii_lowercase + string.digits
@@ -47,7 +49,10 @@ def lab_start(request: HtmxHttpRequest) -> HttpResponse:
     form = LabStartForm(request.POST)
     if not form.is_valid():
         return _render_start(request, form, status=400)
-    config, experiment = form.lab_config(), None
+    # The labs to start, by variant name ("" for a lab on its own), and their experiments.
+    configs: dict[str, dict[str, Any]] = {"": form.lab_config()}
+    experiments: dict[str, dict[str, Any] | None] = {"": None}
+    answer = request.POST.get("prediction")
     if form.cleaned_data["experiment"]:
         # A lesson's experiment: its preset and steps, from the course as it is now.
         found = course_snapshot().experiment_get(slug=form.cleaned_data["experiment"])
@@ -55,36 +60,43 @@ def lab_start(request: HtmxHttpRequest) -> HttpResponse:
             form.add_error(None, "This experiment is no longer in the course.")
             return _render_start(request, form, status=400)
         lesson, exp = found
-        config = next(iter(exp.configs().values()))
-        experiment = exp.run_message(
-            answer=request.POST.get("prediction"),
-            lesson_url=reverse("course:lesson", args=[lesson.slug]),
-        )
+        lesson_url = reverse("course:lesson", args=[lesson.slug])
+        configs = exp.configs()  # side by side: one lab per variant, the same traffic
+        experiments = {
+            name: exp.run_message(answer=answer, lesson_url=lesson_url, variant=name)
+            for name in configs
+        }
     owner = request.session.get("lab_owner") or secrets.token_urlsafe(24)
-    lab_id = "".join(secrets.choice(LAB_ID_ALPHABET) for _ in range(8))
-    try:
-        client.lab_create(
-            lab_id=lab_id,
-            owner=owner,
-            config=config,
-            address=client_address(request),
-            experiment=experiment,
-        )
-    except LabHostUnavailable as exc:
-        return _render_start(request, form, error=str(exc), status=503)
-    except LabStartsLimited as exc:
-        response = _render_start(request, form, error=str(exc), status=429)
-        response["Retry-After"] = str(exc.retry_after)
-        return response
-    except LabRefused as exc:
-        return _render_start(request, form, error=str(exc), status=409)
-    request.session["lab_owner"] = owner
-    request.session["labs"] = [lab_id, *request.session.get("labs", [])][:RECENT_LABS]
-    if experiment is not None:
-        progress_record_experiment(
-            session=request.session, slug=lesson.slug, experiment=experiment["slug"]
-        )
-    return redirect("playground:lab_detail", lab_id=lab_id)
+    started: dict[str, str] = {}
+    for name, config in configs.items():
+        lab_id = "".join(secrets.choice(LAB_ID_ALPHABET) for _ in range(8))
+        try:
+            client.lab_create(
+                lab_id=lab_id,
+                owner=owner,
+                config=config,
+                address=client_address(request),
+                experiment=experiments[name],
+            )
+        except LabHostUnavailable as exc:
+            return _render_start(request, form, error=str(exc), status=503)
+        except LabStartsLimited as exc:
+            response = _render_start(request, form, error=str(exc), status=429)
+            response["Retry-After"] = str(exc.retry_after)
+            return response
+        except LabRefused as exc:
+            return _render_start(request, form, error=str(exc), status=409)
+        started[name] = lab_id
+        # Saved at once: a second lab that fails to start leaves the first one reachable.
+        request.session["lab_owner"] = owner
+        request.session["labs"] = [lab_id, *request.session.get("labs", [])][:RECENT_LABS]
+    if form.cleaned_data["experiment"]:
+        progress_record_experiment(session=request.session, slug=lesson.slug, experiment=exp.slug)
+    if len(started) > 1:
+        first, second = started.values()
+        pair_remember(request.session, first=first, second=second, slug=exp.slug, answer=answer)
+        return redirect("playground:pair_detail", first=first, second=second)
+    return redirect("playground:lab_detail", lab_id=started[next(iter(started))])
 
 
 @require_safe

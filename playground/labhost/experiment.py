@@ -44,6 +44,7 @@ class ExperimentRun:
     seconds: float
     show: list[str]
     check: Condition
+    variant: str = ""  # one lab of a side-by-side run: the name of its variant
     predicted: str = ""  # what the learner predicted, as the card put it ("" if nothing)
     judge: Condition | None = None  # the chosen choice's condition...
     guess: tuple[float, str, float] | None = None  # ...or (value, figure, tolerance)
@@ -59,6 +60,7 @@ class ExperimentRun:
         """What the lab page shows (the snapshot's `experiment`)."""
         return {
             "slug": self.slug,
+            "variant": self.variant,
             "title": self.title,
             "claim": self.claim,
             "explain": self.explain,
@@ -144,8 +146,12 @@ def experiment_from_message(raw: Any, config: LabConfig) -> ExperimentRun:
         check = condition_parse(texts["check"])
     except (ScenarioError, LabError, ValueError) as exc:
         raise ExperimentInvalid(f"experiment: {exc}") from exc
+    variant = raw.get("variant") or ""
+    if not isinstance(variant, str) or len(variant) > 40:
+        raise ExperimentInvalid("experiment variant must be a short name")
     run = ExperimentRun(
         slug=texts["slug"],
+        variant=variant,
         title=texts["title"],
         claim=texts["claim"],
         explain=texts["explain"],

@@ -352,6 +352,7 @@ class LabHost:
             "lab.command": self._on_command,
             "lab.share": self._on_share,
             "lab.answer": self._on_answer,
+            "lab.peek": self._on_peek,
         }
         failing = False
         while True:
@@ -541,6 +542,15 @@ class LabHost:
             )
             return None
         return hosted
+
+    async def _on_peek(self, message: dict[str, Any]) -> None:
+        """The owner's page of a side-by-side run asks for the latest snapshot (it polls:
+        no socket). It counts as one viewer, so the lab lives while that page is open."""
+        hosted = await self._lab_for_owner(message)
+        if hosted is None:
+            return
+        hosted.viewers["peek"] = self.clock()
+        await self._reply(message, "lab.peeked", snapshot=self._snapshot(hosted))
 
     def _watching(self, hosted: HostedLab, message: dict[str, Any]) -> bool:
         code = message.get("watch")

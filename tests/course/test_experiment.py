@@ -144,3 +144,44 @@ def test_staff_see_why_an_experiment_is_broken_and_students_see_nothing() -> Non
     assert "This experiment is broken" in staff and "content/x.md:18" in staff
     assert "unknown action" in staff
     assert render_to_string("course/experiment.html", {**context, "staff": False}).strip() == ""
+
+
+def test_a_side_by_side_run_measures_each_variants_figures_and_is_judged_together() -> None:
+    snapshot = course_snapshot_build(content_dir=settings.CONTENT_DIR)
+    found = snapshot.experiment_get(slug="deploy-both")
+    assert found is not None
+    exp = found[1]
+    assert exp.variant_figures("stateful") == ["sessions_lost", "deploy_seconds"]
+    assert exp.variant_figures("stateless") == ["sessions_lost", "requests_failed"]
+    message = exp.run_message(answer="2", lesson_url="/lessons/x/", variant="stateless")
+    assert message["variant"] == "stateless" and message["prediction"] is None
+    assert message["show"] == ["sessions_lost", "requests_failed"]
+    measured = {
+        "stateful": {"sessions_lost": 12.0, "deploy_seconds": 3.5},
+        "stateless": {"sessions_lost": 0.0, "requests_failed": 0.0},
+    }
+    verdict = exp.verdict(measured=measured, answer="2")
+    assert verdict.check_held is True and verdict.held is True
+    assert verdict.predicted == "Stateful loses them, stateless none"
+    assert verdict.outcome[0] == ("stateful.sessions_lost", 12.0)
+    assert exp.verdict(measured=measured, answer="1").held is False
+    assert exp.verdict(measured=measured, answer=None).held is None
+    # A lab that never measured (it ended early): nothing to judge, no verdict invented.
+    partial = exp.verdict(measured={"stateful": measured["stateful"], "stateless": {}}, answer="2")
+    assert partial.check_held is None and ("stateless.sessions_lost", None) in partial.outcome
+
+
+def test_side_by_side_means_two_variants() -> None:
+    three = """slug: three
+title: T
+claim: C
+lab: {workers: 1}
+compare: {a: {mode: stateful}, b: {mode: stateless}, c: {mode: stateless}}
+seconds: 2
+steps: []
+predict: {question: Q, figure: requests_ok, tolerance: 1}
+check: a.requests_ok > 0
+explain: E
+"""
+    with pytest.raises(ExperimentError, match="exactly two variants"):
+        experiment_parse(source=three, line=1)

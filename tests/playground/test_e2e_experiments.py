@@ -198,3 +198,26 @@ def test_handoff_session_lifetime_and_store_jitter_are_set_from_the_page(
     page.get_by_label("Store jitter").fill("10")
     page.get_by_role("button", name="Apply latency").click()
     assert wait_until(lambda: "(±10)" in page.locator("[data-store]").inner_text(), 5)
+
+
+def test_a_side_by_side_experiment_shows_both_labs_and_one_verdict(
+    audit_page: Any, live_server_url: str, labhost_process: HostProcess
+) -> None:
+    page = audit_page
+    page.goto(f"{live_server_url}/lessons/when-each-wins/")
+    card = page.locator('[data-experiment="deploy-both"]')
+    assert "two labs side by side" in card.inner_text()
+    card.get_by_label("Stateful loses them, stateless none").check()
+    card.get_by_role("button", name="Run this experiment").click()
+    page.wait_for_url("**/playground/pairs/*/*/")
+    table = page.locator(".pg-pair-table")
+    for variant in ("stateful", "stateless"):
+        assert table.locator(f'th[data-variant="{variant}"]').count() == 1
+    # The numbers update in place while both labs run, next to each other.
+    ok = page.locator('[data-pair-metric="requests_ok"]')
+    assert wait_until(lambda: all(float(t) > 0 for t in ok.all_inner_texts()), 20)
+    page.locator("[data-outcome]").wait_for(timeout=60_000)
+    assert page.locator("[data-prediction]").get_attribute("data-prediction") == "held"
+    assert "stateful.sessions_lost" in page.locator("[data-outcome]").inner_text()
+    assert page.get_by_role("button", name="Kill worker-1 in both").is_enabled()
+    assert axe_serious(page) == []
