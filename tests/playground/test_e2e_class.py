@@ -7,6 +7,7 @@ contract (docs/playground-contract.md, "Questions to the class").
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pytest
@@ -65,7 +66,7 @@ def test_the_class_predicts_the_presenter_acts_by_keyboard_and_the_numbers_answe
         page.locator("body").press("1")
         page.wait_for_selector('[data-worker="worker-1"][data-status="down"]', timeout=10_000)
         for screen in (page, *watchers):
-            wait_until(lambda s=screen: measured(s) > 0, 20)
+            assert wait_until(functools.partial(measured, screen), 20)  # > 0 measured
             assert "within 20%" in screen.locator("#lab-poll").inner_text()
 
         # A choice question: answered with one click, the share shown to everyone.
