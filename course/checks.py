@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -30,6 +31,8 @@ from course.markdown import (
 )
 from course.quiz import QuizSlot
 from course.snapshot import CourseSnapshot, course_snapshot_build
+
+HREF_RE = re.compile(r'href="([^"]+)"')
 
 LESSON_PATH_RE = re.compile(r"^/lessons/(?P<slug>[^/]+)/$")
 _CODE_SPAN_RE = re.compile(r"(`+).+?\1")
@@ -62,6 +65,12 @@ def content_problems(snapshot: CourseSnapshot) -> list[ContentProblem]:
     problems += _order_problems(list(snapshot.sources.values()))
     existing = {Path(name).stem for name in snapshot.contents}
     headings = {lesson.slug: lesson.rendered.heading_ids for lesson in snapshot.lessons}
+    # What a quiz's feedback may point at: a heading, or an experiment's card.
+    anchors = {
+        lesson.slug: lesson.rendered.heading_ids
+        | {f"experiment-{s.experiment.slug}" for s in lesson.rendered.experiments if s.experiment}
+        for lesson in snapshot.lessons
+    }
     for lesson in snapshot.lessons:
         source, rendered = snapshot.sources[lesson.slug], lesson.rendered
         fences = fences_find(text=source.body, first_line=source.body_line)
@@ -69,6 +78,7 @@ def content_problems(snapshot: CourseSnapshot) -> list[ContentProblem]:
         problems += _link_problems(source, fences, rendered, existing, headings)
         problems += _raw_html_problems(source, fences)
         problems += _quiz_problems(source, rendered.quizzes)
+        problems += _quiz_link_problems(source, lesson.slug, rendered.quizzes, existing, anchors)
         problems += _slot_problems(source, rendered.experiments)
     problems += _experiment_slug_problems(snapshot)
     return sorted(problems)
@@ -203,6 +213,32 @@ def _raw_html_problems(source: LessonSource, fences: list[Fence]) -> list[Conten
 def _quiz_problems(source: LessonSource, slots: tuple[QuizSlot, ...]) -> list[ContentProblem]:
     path = source.summary.path
     return [ContentProblem(path, p.line, p.message) for slot in slots for p in slot.problems]
+
+
+def _quiz_link_problems(
+    source: LessonSource,
+    slug: str,
+    slots: tuple[QuizSlot, ...],
+    existing: set[str],
+    anchors: dict[str, frozenset[str]],
+) -> list[ContentProblem]:
+    """Links in a quiz's question, hint, choices and feedback, checked like the prose's
+    (an experiment's card, #experiment-<slug>, counts as a target), at the quiz's line."""
+    problems = []
+    for slot in slots:
+        if slot.quiz is None:
+            continue
+        quiz = slot.quiz
+        parts = [quiz.question_html, quiz.hint_html]
+        parts += [html for c in quiz.choices for html in (c.text_html, c.feedback_html)]
+        hrefs = [unescape(h) for part in parts for h in HREF_RE.findall(part)]
+        for href in dict.fromkeys(hrefs):
+            message = _link_problem(
+                href, own=anchors.get(slug, frozenset()), existing=existing, headings=anchors
+            )
+            if message:
+                problems.append(ContentProblem(source.summary.path, slot.line, f"quiz: {message}"))
+    return problems
 
 
 def _slot_problems(source: LessonSource, slots: tuple[ExperimentSlot, ...]) -> list[ContentProblem]:

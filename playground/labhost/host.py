@@ -42,7 +42,7 @@ START_TIMEOUT = 20.0
 MIN_PUSH_GAP = 0.05  # at most 20 snapshots a second per lab, however busy its event stream
 # What a lab.create may set (the contract's `config`, see docs/playground-contract.md); the
 # rest of LabConfig is the host's business. Not the knobs of a running lab: those are
-# playground.lab.config.SETTABLE, which also has auto_restart and lacks mode and workers.
+# playground.lab.config.SETTABLE, which lacks mode and workers.
 CREATE_FIELDS = frozenset(
     {
         "mode",
@@ -61,6 +61,7 @@ CREATE_FIELDS = frozenset(
         "session_ttl",
         "rooms",
         "jitter",
+        "auto_restart",
     }
 )
 

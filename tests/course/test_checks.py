@@ -216,3 +216,34 @@ def test_a_lesson_too_slow_to_render_is_reported_and_the_others_still_checked(
         "characters): split it or remove the run."
     ]
     assert any("link to '/lessons/gone/'" in m for m in found)
+
+
+QUIZ_WITH_LINKS = """\
+## A
+
+```quiz
+id: linked
+question: "Which?"
+choices:
+  - text: "One"
+    correct: true
+    feedback: "See [the card]({first}) and [the other]({second})."
+  - text: "Two"
+    correct: false
+    feedback: "No."
+```
+"""
+
+
+def test_links_in_a_quizs_feedback_are_checked_at_the_quizs_line(
+    good_course: LessonWriter, content_dir: Path
+) -> None:
+    body = QUIZ_WITH_LINKS.format(first="#experiment-nowhere", second="/lessons/gone/")
+    path = good_course("bad", order=3, body=body)
+    assert messages(content_dir) == [
+        f"{path}:10: quiz: link to #experiment-nowhere: no such heading in this lesson",
+        f"{path}:10: quiz: link to '/lessons/gone/': there is no lesson 'gone'",
+    ]
+    fine = QUIZ_WITH_LINKS.format(first="#a", second="/lessons/other/#in-memory")
+    good_course("bad", order=3, body=fine)
+    assert messages(content_dir) == []

@@ -17,6 +17,7 @@ from course.experiment import (
 )
 from course.snapshot import course_snapshot_build
 from playground.lab import LabConfig
+from playground.labhost.host import CREATE_FIELDS
 from playground.lab.figures import figure_value
 from playground.lab.scenario import scenario_run
 
@@ -185,3 +186,12 @@ explain: E
 """
     with pytest.raises(ExperimentError, match="exactly two variants"):
         experiment_parse(source=three, line=1)
+
+
+@pytest.mark.parametrize("experiment", _every_experiment())
+def test_every_preset_setting_reaches_the_lab_host(experiment: Any) -> None:
+    """The page starts an experiment's labs through lab.create, which takes only the
+    host's CREATE_FIELDS: a preset setting outside them would be dropped on the page while
+    the headless run used it."""
+    for config in experiment.configs().values():
+        assert set(config) <= CREATE_FIELDS, set(config) - CREATE_FIELDS
