@@ -17,9 +17,9 @@ from course.experiment import (
 )
 from course.snapshot import course_snapshot_build
 from playground.lab import LabConfig
-from playground.labhost.host import CREATE_FIELDS
 from playground.lab.figures import figure_value
 from playground.lab.scenario import scenario_run
+from playground.labhost.host import CREATE_FIELDS
 
 GOOD = """\
 slug: kill-one
