@@ -40,6 +40,10 @@ class LabRefused(Exception):
     """The lab host would not start the lab (full, bad settings). The message is for the learner."""
 
 
+class LabEnded(Exception):
+    """The lab has ended (or never was): there is nothing of it left to ask for."""
+
+
 class LabStartsLimited(LabRefused):
     """This client address started too many labs lately; `retry_after` seconds until it may."""
 
@@ -407,3 +411,42 @@ async def alab_create(
         if reply.get("code") != HOST_BUSY:
             break
     raise LabRefused(str(reply.get("message") or "The lab host refused to start the lab."))
+
+
+RECORDING_TIMEOUT = 5.0
+
+
+def lab_recording(*, lab_id: str, owner: str) -> dict[str, Any]:
+    """The recording of a running lab (playground.labhost.recording), for its owner.
+
+    Raises LabEnded (no such lab running), LabRefused (another session's lab: the message
+    says so) or LabHostUnavailable (its host did not answer).
+    """
+    record = lab_get(lab_id)
+    if record is None:
+        raise LabEnded("This lab has ended: only a running lab's run can be saved.")
+    return async_to_sync(alab_recording)(lab_id=lab_id, owner=owner, host=record.host)
+
+
+async def alab_recording(*, lab_id: str, owner: str, host: str) -> dict[str, Any]:
+    layer = get_channel_layer()
+    assert layer is not None
+    reply_channel = await layer.new_channel()
+    message = {
+        "type": "lab.recording",
+        "lab_id": lab_id,
+        "owner": owner,
+        "reply_channel": reply_channel,
+    }
+    await layer.send(host, message)
+    try:
+        # asyncio.timeout, never wait_for: see playground.lab.users.
+        async with asyncio.timeout(RECORDING_TIMEOUT):
+            reply = await layer.receive(reply_channel)
+    except TimeoutError:
+        raise LabHostUnavailable("The lab host did not answer in time.") from None
+    if reply.get("type") == "lab.recording" and isinstance(reply.get("recording"), dict):
+        return dict(reply["recording"])
+    if reply.get("type") == "lab.closed":
+        raise LabEnded(str(reply.get("reason") or "This lab has ended."))
+    raise LabRefused(str(reply.get("message") or "The lab host refused."))

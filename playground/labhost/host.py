@@ -27,6 +27,7 @@ from playground import labprotocol
 from playground.lab import Lab, LabConfig, LabError
 from playground.lab.events import EventCallback
 from playground.labhost.experiment import ExperimentInvalid, ExperimentRun, experiment_from_message
+from playground.labhost.recording import Recording
 
 from .limits import HostLimits
 
@@ -83,6 +84,7 @@ class HostedLab:
     last_push: float = 0.0
     record: str | None = None  # its registry entry, as written (the heartbeat re-writes it)
     experiment: ExperimentRun | None = None  # a lesson's experiment, run on this lab
+    recording: Recording = field(default_factory=Recording)  # what a saved run keeps
 
     @property
     def lab_id(self) -> str:
@@ -339,6 +341,7 @@ class LabHost:
             "lab.attach": self._on_attach,
             "lab.detach": self._on_detach,
             "lab.command": self._on_command,
+            "lab.recording": self._on_recording,
         }
         failing = False
         while True:
@@ -583,6 +586,7 @@ class LabHost:
         snapshot = self._snapshot(hosted)
         if snapshot is None:
             return
+        hosted.recording.offer(snapshot)
         # Wall-clock time the snapshot was taken, so a subscriber can measure the lag.
         message = {
             "type": "lab.snapshot",
@@ -608,6 +612,21 @@ class LabHost:
             hosted.dirty.clear()
             await asyncio.sleep(max(0.0, hosted.last_push + MIN_PUSH_GAP - self.clock()))
             await self._push(hosted)
+            self._record(hosted)
+
+    def _record(self, hosted: HostedLab) -> None:
+        """A frame a second for the run's recording, also while nobody watches (then
+        _push took no snapshot)."""
+        if hosted.recording.due(hosted.lab.now()):
+            snapshot = self._snapshot(hosted)
+            if snapshot is not None:
+                hosted.recording.offer(snapshot)
+
+    async def _on_recording(self, message: dict[str, Any]) -> None:
+        """The run so far, for its owner to save (playground.labhost.recording)."""
+        hosted = await self._lab_for_owner(message)
+        if hosted is not None:
+            await self._reply(message, "lab.recording", recording=hosted.recording.describe())
 
     # -- closing ----------------------------------------------------------------------
 
