@@ -381,31 +381,20 @@ async def alab_create(
     returns the name of the host that took it."""
     if hosts is None:
         hosts = [h.name for h in _candidates(await asyncio.to_thread(fleet))]
-    layer = get_channel_layer()
-    assert layer is not None
-    reply_channel = await layer.new_channel()
-    message = {
-        "type": "lab.create",
-        "lab_id": lab_id,
-        "owner": owner,
-        "config": config,
-        "reply_channel": reply_channel,
-    }
+    layer, message = await _request("lab.create", lab_id=lab_id, owner=owner, config=config)
     if address is not None:
         message["client"] = address
     if experiment is not None:
         message["experiment"] = experiment
     reply: dict[str, Any] = {}
     for host in hosts:
-        await layer.send(host, message)
-        try:
-            # asyncio.timeout, never wait_for: see playground.lab.users.
-            async with asyncio.timeout(CREATE_TIMEOUT):
-                reply = await layer.receive(reply_channel)
-        except TimeoutError:
-            raise LabHostUnavailable(
-                "The lab host did not answer in time. Is it running? Start it with make run."
-            ) from None
+        reply = await _ask(
+            layer,
+            host,
+            message,
+            within=CREATE_TIMEOUT,
+            late="The lab host did not answer in time. Is it running? Start it with make run.",
+        )
         if reply.get("type") == "lab.created":
             return host
         if reply.get("code") != HOST_BUSY:
@@ -429,24 +418,34 @@ def lab_recording(*, lab_id: str, owner: str) -> dict[str, Any]:
 
 
 async def alab_recording(*, lab_id: str, owner: str, host: str) -> dict[str, Any]:
-    layer = get_channel_layer()
-    assert layer is not None
-    reply_channel = await layer.new_channel()
-    message = {
-        "type": "lab.recording",
-        "lab_id": lab_id,
-        "owner": owner,
-        "reply_channel": reply_channel,
-    }
-    await layer.send(host, message)
-    try:
-        # asyncio.timeout, never wait_for: see playground.lab.users.
-        async with asyncio.timeout(RECORDING_TIMEOUT):
-            reply = await layer.receive(reply_channel)
-    except TimeoutError:
-        raise LabHostUnavailable("The lab host did not answer in time.") from None
+    layer, message = await _request("lab.recording", lab_id=lab_id, owner=owner)
+    reply = await _ask(
+        layer, host, message, within=RECORDING_TIMEOUT, late="The lab host did not answer in time."
+    )
     if reply.get("type") == "lab.recording" and isinstance(reply.get("recording"), dict):
         return dict(reply["recording"])
     if reply.get("type") == "lab.closed":
         raise LabEnded(str(reply.get("reason") or "This lab has ended."))
     raise LabRefused(str(reply.get("message") or "The lab host refused."))
+
+
+async def _request(type_: str, **fields: Any) -> tuple[Any, dict[str, Any]]:
+    """The Channels layer and a message to a lab host that wants an answer (on a reply
+    channel of its own)."""
+    layer = get_channel_layer()
+    assert layer is not None
+    return layer, {"type": type_, **fields, "reply_channel": await layer.new_channel()}
+
+
+async def _ask(
+    layer: Any, host: str, message: dict[str, Any], *, within: float, late: str
+) -> dict[str, Any]:
+    """Send `message` to `host`; its answer on the message's reply channel, or
+    LabHostUnavailable(`late`) after `within` seconds."""
+    await layer.send(host, message)
+    try:
+        # asyncio.timeout, never wait_for: see playground.lab.users.
+        async with asyncio.timeout(within):
+            return dict(await layer.receive(message["reply_channel"]))
+    except TimeoutError:
+        raise LabHostUnavailable(late) from None
