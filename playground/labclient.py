@@ -405,28 +405,43 @@ async def alab_create(
 RECORDING_TIMEOUT = 5.0
 
 
+ENDED = (
+    "This lab has ended, and its recording is gone: a lab's run can be saved while it runs "
+    f"and for {labprotocol.RECORDING_KEPT_AFTER_END // 60} minutes after it ends."
+)
+
+
 def lab_recording(*, lab_id: str, owner: str) -> dict[str, Any]:
-    """The recording of a running lab (playground.labhost.recording), for its owner.
+    """The recording of a lab (playground.labhost.recording), for its owner: a running
+    lab's, from its host; a lab that has ended, from whichever live host still keeps it.
 
-    Raises LabEnded (no such lab running), LabRefused (another session's lab: the message
-    says so) or LabHostUnavailable (its host did not answer).
+    Raises LabEnded (no recording of it anywhere), LabRefused (another session's lab: the
+    message says so) or LabHostUnavailable (a host did not answer).
     """
+    if not labprotocol.LAB_ID.match(lab_id):
+        raise LabEnded(ENDED)
     record = lab_get(lab_id)
-    if record is None:
-        raise LabEnded("This lab has ended: only a running lab's run can be saved.")
-    return async_to_sync(alab_recording)(lab_id=lab_id, owner=owner, host=record.host)
+    # The registry forgets a lab when it closes; its host keeps the recording a while.
+    hosts = [record.host] if record is not None else [h.name for h in fleet()]
+    return async_to_sync(alab_recording)(lab_id=lab_id, owner=owner, hosts=hosts)
 
 
-async def alab_recording(*, lab_id: str, owner: str, host: str) -> dict[str, Any]:
+async def alab_recording(*, lab_id: str, owner: str, hosts: list[str]) -> dict[str, Any]:
+    """Ask `hosts` in turn for the lab's recording; the first that has it answers."""
     layer, message = await _request("lab.recording", lab_id=lab_id, owner=owner)
-    reply = await _ask(
-        layer, host, message, within=RECORDING_TIMEOUT, late="The lab host did not answer in time."
-    )
-    if reply.get("type") == "lab.recording" and isinstance(reply.get("recording"), dict):
-        return dict(reply["recording"])
-    if reply.get("type") == "lab.closed":
-        raise LabEnded(str(reply.get("reason") or "This lab has ended."))
-    raise LabRefused(str(reply.get("message") or "The lab host refused."))
+    for host in hosts:
+        reply = await _ask(
+            layer,
+            host,
+            message,
+            within=RECORDING_TIMEOUT,
+            late="The lab host did not answer in time.",
+        )
+        if reply.get("type") == "lab.recording" and isinstance(reply.get("recording"), dict):
+            return dict(reply["recording"])
+        if reply.get("type") != "lab.closed":
+            raise LabRefused(str(reply.get("message") or "The lab host refused."))
+    raise LabEnded(ENDED)
 
 
 async def _request(type_: str, **fields: Any) -> tuple[Any, dict[str, Any]]:

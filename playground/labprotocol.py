@@ -92,6 +92,9 @@ RUN_METRICS = (
     "latency_p99_ms",
 )
 
+# How long a lab host keeps a closed lab's recording for its owner to save (seconds).
+RECORDING_KEPT_AFTER_END = 600
+
 
 class CommandError(ValueError):
     """A browser message that is not a valid command. The text is shown to the learner."""

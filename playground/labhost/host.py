@@ -27,7 +27,7 @@ from playground import labprotocol
 from playground.lab import Lab, LabConfig, LabError
 from playground.lab.events import EventCallback
 from playground.labhost.experiment import ExperimentInvalid, ExperimentRun, experiment_from_message
-from playground.labhost.recording import Recording
+from playground.labhost.recording import EndedRecording, Recording
 
 from .limits import HostLimits
 
@@ -119,6 +119,8 @@ class LabHost:
         self.clock = clock
         self.claim_timeout = claim_timeout
         self.labs: dict[str, HostedLab] = {}
+        # Closed labs' recordings, a while longer, so their owners can still save them.
+        self.ended: dict[str, EndedRecording] = {}
         self.host_id = uuid.uuid4().hex
         self.stopping = False
         self.redis_down_since: float | None = None
@@ -623,10 +625,22 @@ class LabHost:
                 hosted.recording.offer(snapshot)
 
     async def _on_recording(self, message: dict[str, Any]) -> None:
-        """The run so far, for its owner to save (playground.labhost.recording)."""
-        hosted = await self._lab_for_owner(message)
-        if hosted is not None:
-            await self._reply(message, "lab.recording", recording=hosted.recording.describe())
+        """The run so far, for its owner to save (playground.labhost.recording); a closed
+        lab's for a while after it closed."""
+        ended = self.ended.get(message["lab_id"])
+        if message["lab_id"] in self.labs or ended is None or ended.until < self.clock():
+            hosted = await self._lab_for_owner(message)
+            if hosted is not None:
+                await self._reply(message, "lab.recording", recording=hosted.recording.describe())
+        elif ended.owned_by(message.get("owner")):
+            await self._reply(message, "lab.recording", recording=ended.recording.describe())
+        else:
+            await self._reply(
+                message,
+                "lab.refused",
+                code=labprotocol.CLOSE_FORBIDDEN,
+                message="This lab belongs to another browser session.",
+            )
 
     # -- closing ----------------------------------------------------------------------
 
@@ -653,6 +667,9 @@ class LabHost:
             log.exception("closing lab %s failed", hosted.lab_id)
         finally:
             self.labs.pop(hosted.lab_id, None)
+            EndedRecording.keep(
+                self.ended, hosted.lab_id, hosted.owner, hosted.recording, now=self.clock()
+            )
             if not self.labs:
                 self._emptied.set()
             with contextlib.suppress(Exception):

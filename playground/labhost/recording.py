@@ -5,13 +5,15 @@ per-second chart points and the events, within a size cap. The web tier asks for
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from playground.labprotocol import RUN_METRICS
+from playground.labprotocol import RECORDING_KEPT_AFTER_END, RUN_METRICS
 
+MAX_ENDED = 100  # closed labs' recordings kept at most (the oldest go first)
 FRAME_EVERY = 1.0  # seconds of lab time between frames
 MAX_FRAMES = 1800  # 30 minutes, a lab's longest life
 MAX_EVENTS = 2000
@@ -37,7 +39,7 @@ def frame_of(snapshot: dict[str, Any]) -> dict[str, Any]:
     metrics = snapshot.get("metrics") or {}
     store = snapshot.get("store")
     return {
-        "t": round(float(snapshot.get("uptime") or 0.0), 1),
+        "t": _lab_time(snapshot),
         "metrics": {key: metrics.get(key, 0) for key in RUN_METRICS},
         "workers": [
             {
@@ -50,6 +52,11 @@ def frame_of(snapshot: dict[str, Any]) -> dict[str, Any]:
         ],
         "store": {"status": store.get("status")} if store else None,
     }
+
+
+def _lab_time(snapshot: dict[str, Any]) -> float:
+    """Seconds since the lab started (the clock of its events and chart points), to 0.1."""
+    return round(float(snapshot.get("uptime") or 0.0), 1)
 
 
 def _size(item: dict[str, Any]) -> int:
@@ -86,9 +93,8 @@ class Recording:
         for point in snapshot.get("series") or []:
             if last_t is None or point["t"] > last_t:
                 self._keep(self.points, dict(point))
-        frame = frame_of(snapshot)
-        if self.due(frame["t"]):
-            self._keep(self.frames, frame)
+        if self.due(_lab_time(snapshot)):
+            self._keep(self.frames, frame_of(snapshot))
         self._trim()
 
     def _keep(self, where: deque[dict[str, Any]], item: dict[str, Any]) -> None:
@@ -120,3 +126,34 @@ class Recording:
             "events": list(self.events),
             "truncated": self.truncated,
         }
+
+
+@dataclass(frozen=True)
+class EndedRecording:
+    """A closed lab's recording, kept RECORDING_KEPT_AFTER_END seconds for its owner."""
+
+    owner: str
+    recording: Recording
+    until: float
+
+    def owned_by(self, owner: object) -> bool:
+        return isinstance(owner, str) and hmac.compare_digest(owner.encode(), self.owner.encode())
+
+    @staticmethod
+    def keep(
+        ended: dict[str, EndedRecording],
+        lab_id: str,
+        owner: str,
+        recording: Recording,
+        *,
+        now: float,
+    ) -> None:
+        """Keep a closed lab's recording in `ended` (lab id -> kept); forget the expired
+        ones, and the oldest beyond MAX_ENDED."""
+        for old in [key for key, kept in ended.items() if kept.until < now]:
+            del ended[old]
+        if recording.frames:
+            until = now + RECORDING_KEPT_AFTER_END
+            ended[lab_id] = EndedRecording(owner=owner, recording=recording, until=until)
+        while len(ended) > MAX_ENDED:
+            del ended[next(iter(ended))]

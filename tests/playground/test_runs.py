@@ -87,6 +87,22 @@ def test_saving_a_running_lab_keeps_its_run_under_an_unguessable_permalink(
     assert "<script>" not in html  # nothing inline (CSP)
 
 
+def test_a_lab_that_has_ended_can_still_be_saved_for_a_while(
+    client: Client, labhost_process: HostProcess
+) -> None:
+    first = client.post("/playground/labs/", VALID)["Location"].split("/")[-2]
+    owner = client.session["lab_owner"]
+    wait_until(lambda: len(labclient.lab_recording(lab_id=first, owner=owner)["frames"]) >= 2, 30)
+    for _ in range(2):  # a third lab closes the session's oldest
+        assert client.post("/playground/labs/", VALID).status_code == 302
+    wait_until(lambda: labclient.lab_get(first) is None, 30)
+    assert Client().post(f"/playground/labs/{first}/runs/").status_code == 403
+    response = client.post(f"/playground/labs/{first}/runs/")
+    assert response.status_code == 302
+    run = LabRun.objects.get()
+    assert run.lab_id == first and len(run.frames) >= 2
+
+
 def test_the_permalink_is_read_only_for_anyone_else(client: Client) -> None:
     run = saved()
     html = client.get(f"/playground/runs/{run.slug}/").content.decode()

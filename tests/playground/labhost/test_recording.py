@@ -3,6 +3,7 @@ once, and caps on frames and bytes that drop the oldest first."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import uuid
@@ -11,8 +12,8 @@ from typing import Any
 import pytest
 
 from playground.labclient import LabEnded, LabRefused, alab_create, alab_recording
-from playground.labhost.recording import Recording, frame_of
-from playground.labprotocol import RUN_METRICS
+from playground.labhost.recording import MAX_ENDED, EndedRecording, Recording, frame_of
+from playground.labprotocol import RECORDING_KEPT_AFTER_END, RUN_METRICS
 from tests.playground.conftest import RunningHost, eventually
 
 
@@ -125,7 +126,7 @@ async def test_the_host_records_an_unwatched_lab_and_gives_the_recording_to_its_
     frames_at_kill = len(hosted.recording.frames)
     await eventually(lambda: len(hosted.recording.frames) >= frames_at_kill + 2, 10)
 
-    recording = await alab_recording(lab_id=lab_id, owner=owner, host=labhost.name)
+    recording = await alab_recording(lab_id=lab_id, owner=owner, hosts=[labhost.name])
     times = [f["t"] for f in recording["frames"]]
     assert len(times) >= 4 and all(b - a >= 1.0 - 1e-9 for a, b in itertools.pairwise(times))
     assert recording["config"]["mode"] == "stateful"
@@ -137,6 +138,34 @@ async def test_the_host_records_an_unwatched_lab_and_gives_the_recording_to_its_
     assert recording["points"] and recording["truncated"] is False
 
     with pytest.raises(LabRefused, match="another browser session"):
-        await alab_recording(lab_id=lab_id, owner="someone else", host=labhost.name)
+        await alab_recording(lab_id=lab_id, owner="someone else", hosts=[labhost.name])
     with pytest.raises(LabEnded):
-        await alab_recording(lab_id="nosuchlab1", owner=owner, host=labhost.name)
+        await alab_recording(lab_id="nosuchlab1", owner=owner, hosts=[labhost.name])
+
+    # Closed, it is still its owner's to save, for a while; then it is gone.
+    await labhost.host.lab_close(hosted=hosted, reason="Closed by a test.")
+    assert lab_id not in labhost.host.labs
+    kept = await alab_recording(lab_id=lab_id, owner=owner, hosts=[labhost.name])
+    assert kept["frames"][: len(recording["frames"])] == recording["frames"]
+    with pytest.raises(LabRefused, match="another browser session"):
+        await alab_recording(lab_id=lab_id, owner="someone else", hosts=[labhost.name])
+    ended = labhost.host.ended[lab_id]
+    labhost.host.ended[lab_id] = dataclasses.replace(ended, until=labhost.host.clock() - 1)
+    with pytest.raises(LabEnded, match="10 minutes after it ends"):
+        await alab_recording(lab_id=lab_id, owner=owner, hosts=[labhost.name])
+
+
+def test_ended_recordings_expire_and_are_bounded() -> None:
+    recording = Recording()
+    recording.offer(snapshot(1.0))
+    ended: dict[str, EndedRecording] = {}
+    EndedRecording.keep(ended, "old", "o", recording, now=0.0)
+    EndedRecording.keep(ended, "empty", "o", Recording(), now=1.0)  # nothing to keep
+    assert list(ended) == ["old"] and ended["old"].until == RECORDING_KEPT_AFTER_END
+    assert ended["old"].owned_by("o") and not ended["old"].owned_by("x")
+    assert not ended["old"].owned_by(None)
+    EndedRecording.keep(ended, "new", "o", recording, now=RECORDING_KEPT_AFTER_END + 1)
+    assert list(ended) == ["new"]
+    for n in range(MAX_ENDED + 5):
+        EndedRecording.keep(ended, f"lab{n}", "o", recording, now=RECORDING_KEPT_AFTER_END + 2)
+    assert len(ended) == MAX_ENDED and "new" not in ended and f"lab{MAX_ENDED + 4}" in ended
