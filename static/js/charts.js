@@ -58,22 +58,22 @@ window.pgCharts = (function () {
   }
 
   // A chart of `defs` (one of SERIES) in `el`: options.height, options.xRange,
-  // options.xValues (the x axis's tick labels), options.draw (called on each draw, after
+  // options.xValues (the x axis's tick labels), options.xIncrs (the steps its ticks may
+  // take; uPlot's own without), options.draw (called on each draw, after
   // the series) and options.data (uPlot's columns, x first). Follows el's width.
   function make(el, defs, options) {
     var muted = cssVar(el, "--pg-muted", "#6b7280");
     var grid = cssVar(el, "--pg-grid", "#e5e7eb");
     var axis = { stroke: muted, grid: { stroke: grid, width: 1 }, ticks: { show: false } };
+    var xAxis = Object.assign({ values: options.xValues, space: 50 }, axis);
+    if (options.xIncrs) xAxis.incrs = options.xIncrs;
     var opts = {
       width: Math.max(200, el.clientWidth),
       height: options.height,
       legend: { show: false },
       cursor: { points: { show: false }, drag: { x: false, y: false } },
       scales: { x: { time: false, range: options.xRange }, y: { range: yRange } },
-      axes: [
-        Object.assign({ values: options.xValues, space: 50 }, axis),
-        Object.assign({ size: 44 }, axis),
-      ],
+      axes: [xAxis, Object.assign({ size: 44 }, axis)],
       series: [{}].concat(defs.map(function (d) {
         return {
           stroke: cssVar(el, d.color, "#2563eb"),

@@ -44,6 +44,7 @@
       height: CHART_HEIGHT,
       xRange: [first, Math.max(first + 1, last)],
       xValues: function (u, values) { return values.map(seconds); },
+      xIncrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600],
       draw: drawRunMarks(el),
       data: [run.points.map(function (p) { return p.t; })].concat(defs.map(function (d) {
         return run.points.map(function (p) { return p[d.key] == null ? null : p[d.key]; });
