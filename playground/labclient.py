@@ -41,6 +41,10 @@ class LabRefused(Exception):
     """The lab host would not start the lab (full, bad settings). The message is for the learner."""
 
 
+class LabEnded(Exception):
+    """The lab has ended (or never was): there is nothing of it left to ask for."""
+
+
 class LabStartsLimited(LabRefused):
     """This client address started too many labs lately; `retry_after` seconds until it may."""
 
@@ -455,33 +459,86 @@ async def alab_create(
     returns the name of the host that took it."""
     if hosts is None:
         hosts = [h.name for h in _candidates(await asyncio.to_thread(fleet))]
-    layer = get_channel_layer()
-    assert layer is not None
-    reply_channel = await layer.new_channel()
-    message = {
-        "type": "lab.create",
-        "lab_id": lab_id,
-        "owner": owner,
-        "config": config,
-        "reply_channel": reply_channel,
-    }
+    layer, message = await _request("lab.create", lab_id=lab_id, owner=owner, config=config)
     if address is not None:
         message["client"] = address
     if experiment is not None:
         message["experiment"] = experiment
     reply: dict[str, Any] = {}
     for host in hosts:
-        await layer.send(host, message)
-        try:
-            # asyncio.timeout, never wait_for: see playground.lab.users.
-            async with asyncio.timeout(CREATE_TIMEOUT):
-                reply = await layer.receive(reply_channel)
-        except TimeoutError:
-            raise LabHostUnavailable(
-                "The lab host did not answer in time. Is it running? Start it with make run."
-            ) from None
+        reply = await _ask(
+            layer,
+            host,
+            message,
+            within=CREATE_TIMEOUT,
+            late="The lab host did not answer in time. Is it running? Start it with make run.",
+        )
         if reply.get("type") == "lab.created":
             return host
         if reply.get("code") != HOST_BUSY:
             break
     raise LabRefused(str(reply.get("message") or "The lab host refused to start the lab."))
+
+
+RECORDING_TIMEOUT = 5.0
+
+
+ENDED = (
+    "This lab has ended, and its recording is gone: a lab's run can be saved while it runs "
+    f"and for {labprotocol.RECORDING_KEPT_AFTER_END // 60} minutes after it ends."
+)
+
+
+def lab_recording(*, lab_id: str, owner: str) -> dict[str, Any]:
+    """The recording of a lab (playground.labhost.recording), for its owner: a running
+    lab's, from its host; a lab that has ended, from whichever live host still keeps it.
+
+    Raises LabEnded (no recording of it anywhere), LabRefused (another session's lab: the
+    message says so) or LabHostUnavailable (a host did not answer).
+    """
+    if not labprotocol.LAB_ID.match(lab_id):
+        raise LabEnded(ENDED)
+    record = lab_get(lab_id)
+    # The registry forgets a lab when it closes; its host keeps the recording a while.
+    hosts = [record.host] if record is not None else [h.name for h in fleet()]
+    return async_to_sync(alab_recording)(lab_id=lab_id, owner=owner, hosts=hosts)
+
+
+async def alab_recording(*, lab_id: str, owner: str, hosts: list[str]) -> dict[str, Any]:
+    """Ask `hosts` in turn for the lab's recording; the first that has it answers."""
+    layer, message = await _request("lab.recording", lab_id=lab_id, owner=owner)
+    for host in hosts:
+        reply = await _ask(
+            layer,
+            host,
+            message,
+            within=RECORDING_TIMEOUT,
+            late="The lab host did not answer in time.",
+        )
+        if reply.get("type") == "lab.recording" and isinstance(reply.get("recording"), dict):
+            return dict(reply["recording"])
+        if reply.get("type") != "lab.closed":
+            raise LabRefused(str(reply.get("message") or "The lab host refused."))
+    raise LabEnded(ENDED)
+
+
+async def _request(type_: str, **fields: Any) -> tuple[Any, dict[str, Any]]:
+    """The Channels layer and a message to a lab host that wants an answer (on a reply
+    channel of its own)."""
+    layer = get_channel_layer()
+    assert layer is not None
+    return layer, {"type": type_, **fields, "reply_channel": await layer.new_channel()}
+
+
+async def _ask(
+    layer: Any, host: str, message: dict[str, Any], *, within: float, late: str
+) -> dict[str, Any]:
+    """Send `message` to `host`; its answer on the message's reply channel, or
+    LabHostUnavailable(`late`) after `within` seconds."""
+    await layer.send(host, message)
+    try:
+        # asyncio.timeout, never wait_for: see playground.lab.users.
+        async with asyncio.timeout(within):
+            return dict(await layer.receive(message["reply_channel"]))
+    except TimeoutError:
+        raise LabHostUnavailable(late) from None

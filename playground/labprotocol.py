@@ -90,6 +90,23 @@ SET_RANGES: dict[str, tuple[float, float]] = {
     "session_ttl": (MIN_SESSION_TTL, SESSION_TTL),
 }
 SET_CHOICES: dict[str, tuple[str, ...]] = {"balancing": BALANCING}
+# The figures each frame of a lab's recording keeps of its snapshot's metrics (the
+# runscenario JSON keys): what the host records (playground.labhost.recording) and the web
+# tier exports (playground.runs).
+RUN_METRICS = (
+    "requests_ok",
+    "requests_failed",
+    "sessions_lost",
+    "carts_lost",
+    "relogins",
+    "rps",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+)
+
+# How long a lab host keeps a closed lab's recording for its owner to save (seconds).
+RECORDING_KEPT_AFTER_END = 600
 
 
 class CommandError(ValueError):

@@ -22,6 +22,7 @@ from django_htmx.middleware import HtmxDetails
 from course.progress import progress_record_experiment
 from course.snapshot import course_snapshot
 from playground import labclient as client
+from playground import runs
 from playground.addresses import client_address
 from playground.forms import LabStartForm, start_initial
 from playground.labclient import LabHostUnavailable, LabRefused, LabStartsLimited
@@ -40,7 +41,7 @@ class HtmxHttpRequest(HttpRequest):
 @vary_on_headers("HX-Request")
 def index(request: HtmxHttpRequest) -> HttpResponse:
     if request.htmx.boosted:
-        return _full_page_load(request)
+        return full_page_load(request)
     return _render_start(request, LabStartForm(initial=start_initial(request.GET.get("mode"))))
 
 
@@ -114,7 +115,7 @@ def lab_present(request: HtmxHttpRequest, lab_id: str) -> HttpResponse:
 
 def _lab_page(request: HtmxHttpRequest, lab_id: str, *, presenting: bool) -> HttpResponse:
     if request.htmx.boosted:
-        return _full_page_load(request)
+        return full_page_load(request)
     # The session first: with Redis down this raises, and the learner gets the 503 page (an
     # outage), not the registry's "no such lab" that lab_get reads into a failed lookup.
     owner = request.session.get("lab_owner")
@@ -126,21 +127,26 @@ def _lab_page(request: HtmxHttpRequest, lab_id: str, *, presenting: bool) -> Htt
             if host_alive
             else "This lab is gone: the lab host is not running. Start it with make run."
         )
-        return render(
-            request, "playground/unavailable.html", {"reason": reason, "lab_id": lab_id}, status=404
-        )
+        return unavailable_page(request, lab_id, reason, status=404)
     if not record.owned_by(owner):
         reason = "This lab belongs to another browser session. Start one of your own."
-        return render(
-            request, "playground/unavailable.html", {"reason": reason, "lab_id": lab_id}, status=403
-        )
+        return unavailable_page(request, lab_id, reason, status=403)
     context = {
         "mode": record.mode,
         "ws_path": f"/ws/labs/{lab_id}/",
         "presenting": presenting,
+        "run_days": runs.run_days(),
         **share_context(request, record),
     }
     return render(request, "playground/lab.html", context)
+
+
+def unavailable_page(
+    request: HttpRequest, lab_id: str, reason: str, *, status: int
+) -> HttpResponse:
+    return render(
+        request, "playground/unavailable.html", {"reason": reason, "lab_id": lab_id}, status=status
+    )
 
 
 def _render_start(
@@ -156,7 +162,7 @@ def _render_start(
     return render(request, "playground/start.html", context, status=status)
 
 
-def _full_page_load(request: HtmxHttpRequest) -> HttpResponse:
+def full_page_load(request: HtmxHttpRequest) -> HttpResponse:
     """Playground pages bring their own stylesheets and scripts (charts, the socket), which a
     boosted swap of <body> would not load in order: ask htmx for a real navigation instead."""
     return HttpResponseClientRedirect(request.get_full_path())

@@ -194,6 +194,9 @@ LOGGING = {
 # processes, any number of them. The web tier places labs on the live hosts of this fleet
 # (a set in Redis that each host joins). See docs/playground-contract.md.
 PLAYGROUND_FLEET = os.environ.get("PLAYGROUND_FLEET", "main")
+# How long a saved lab run (its permalink, playground.models.LabRun) is kept, in days;
+# `manage.py pruneruns` deletes the expired ones (saving a run also does).
+PLAYGROUND_RUN_DAYS = int(os.environ.get("PLAYGROUND_RUN_DAYS", "30"))
 
 
 def _networks(name: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:

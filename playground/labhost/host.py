@@ -29,6 +29,7 @@ from playground.lab import Lab, LabConfig, LabError
 from playground.lab.events import EventCallback
 from playground.labhost.experiment import ExperimentInvalid, ExperimentRun, experiment_from_message
 from playground.labhost.poll import Poll, PollError
+from playground.labhost.recording import EndedRecording, Recording
 
 from .limits import HostLimits
 
@@ -89,6 +90,7 @@ class HostedLab:
     watch_code: str | None = None  # shared with a class: its read-only link's code
     shared: bool = False  # shared at some point: it lives up to limits.shared_lifetime
     poll: Poll | None = None  # the owner's question to the class, while shared
+    recording: Recording = field(default_factory=Recording)  # what a saved run keeps
 
     @property
     def lab_id(self) -> str:
@@ -123,6 +125,8 @@ class LabHost:
         self.clock = clock
         self.claim_timeout = claim_timeout
         self.labs: dict[str, HostedLab] = {}
+        # Closed labs' recordings, a while longer, so their owners can still save them.
+        self.ended: dict[str, EndedRecording] = {}
         self.host_id = uuid.uuid4().hex
         self.stopping = False
         self.redis_down_since: float | None = None
@@ -354,6 +358,7 @@ class LabHost:
             "lab.share": self._on_share,
             "lab.answer": self._on_answer,
             "lab.peek": self._on_peek,
+            "lab.recording": self._on_recording,
         }
         failing = False
         while True:
@@ -711,6 +716,7 @@ class LabHost:
         snapshot = self._snapshot(hosted)
         if snapshot is None:
             return
+        hosted.recording.offer(snapshot)
         # Wall-clock time the snapshot was taken, so a subscriber can measure the lag.
         message = {
             "type": "lab.snapshot",
@@ -736,6 +742,33 @@ class LabHost:
             hosted.dirty.clear()
             await asyncio.sleep(max(0.0, hosted.last_push + MIN_PUSH_GAP - self.clock()))
             await self._push(hosted)
+            self._record(hosted)
+
+    def _record(self, hosted: HostedLab) -> None:
+        """A frame a second for the run's recording, also while nobody watches (then
+        _push took no snapshot)."""
+        if hosted.recording.due(hosted.lab.now()):
+            snapshot = self._snapshot(hosted)
+            if snapshot is not None:
+                hosted.recording.offer(snapshot)
+
+    async def _on_recording(self, message: dict[str, Any]) -> None:
+        """The run so far, for its owner to save (playground.labhost.recording); a closed
+        lab's for a while after it closed."""
+        ended = self.ended.get(message["lab_id"])
+        if message["lab_id"] in self.labs or ended is None or ended.until < self.clock():
+            hosted = await self._lab_for_owner(message)
+            if hosted is not None:
+                await self._reply(message, "lab.recording", recording=hosted.recording.describe())
+        elif ended.owned_by(message.get("owner")):
+            await self._reply(message, "lab.recording", recording=ended.recording.describe())
+        else:
+            await self._reply(
+                message,
+                "lab.refused",
+                code=labprotocol.CLOSE_FORBIDDEN,
+                message="This lab belongs to another browser session.",
+            )
 
     # -- closing ----------------------------------------------------------------------
 
@@ -762,6 +795,9 @@ class LabHost:
             log.exception("closing lab %s failed", hosted.lab_id)
         finally:
             self.labs.pop(hosted.lab_id, None)
+            EndedRecording.keep(
+                self.ended, hosted.lab_id, hosted.owner, hosted.recording, now=self.clock()
+            )
             if not self.labs:
                 self._emptied.set()
             with contextlib.suppress(Exception):

@@ -13,19 +13,6 @@
     store_latency_ms: true, store_jitter_ms: true, value: true,
   };
   var CHART_HEIGHT = 220;
-  // The second series of a chart is dashed: series differ by more than their colour.
-  var DASHED = [6, 4];
-  var SERIES = {
-    throughput: [{ key: "ok", color: "--pg-ok", fill: "--pg-ok-fill" }],
-    failures: [
-      { key: "failed", color: "--pg-bad" },
-      { key: "lost", color: "--pg-lost", dash: DASHED },
-    ],
-    latency: [
-      { key: "p50", color: "--pg-p50" },
-      { key: "p99", color: "--pg-p99", dash: DASHED },
-    ],
-  };
   // The learner's actions, drawn on every chart as a vertical line with a label.
   var MARKED = {
     "worker.killed": true, "worker.stopping": true, "worker.paused": true,
@@ -56,11 +43,6 @@
     return document.getElementById("lab");
   }
 
-  function cssVar(el, name, fallback) {
-    var value = getComputedStyle(el).getPropertyValue(name).trim();
-    return value || fallback;
-  }
-
   // -- charts ------------------------------------------------------------------------
 
   function secondsAgo(u, values) {
@@ -69,83 +51,22 @@
     });
   }
 
-  function yRange(u, min, max) {
-    return [0, Math.max(1, max * 1.15)];
+  // The marks within the last 60 seconds; data-marks on the chart says how many.
+  function drawLiveMarks(el) {
+    return function (u) {
+      var shown = marks.filter(function (mark) { return mark.x >= -60 && mark.x <= 0; });
+      pgCharts.drawMarks(u, el, shown);
+      el.setAttribute("data-marks", String(shown.length));
+    };
   }
 
   function makeChart(el, defs) {
-    var muted = cssVar(el, "--pg-muted", "#6b7280");
-    var grid = cssVar(el, "--pg-grid", "#e5e7eb");
-    var axis = { stroke: muted, grid: { stroke: grid, width: 1 }, ticks: { show: false } };
-    var opts = {
-      width: Math.max(200, el.clientWidth),
+    return pgCharts.make(el, defs, {
       height: CHART_HEIGHT,
-      legend: { show: false },
-      cursor: { points: { show: false }, drag: { x: false, y: false } },
-      scales: { x: { time: false, range: [-60, 0] }, y: { range: yRange } },
-      axes: [
-        Object.assign({ values: secondsAgo, space: 50 }, axis),
-        Object.assign({ size: 44 }, axis),
-      ],
-      series: [{}].concat(defs.map(function (d) {
-        return {
-          stroke: cssVar(el, d.color, "#2563eb"),
-          fill: d.fill ? cssVar(el, d.fill, undefined) : undefined,
-          width: 2,
-          dash: d.dash,
-          points: { show: false },
-        };
-      })),
-      plugins: [markPlugin(el)],
-    };
-    var chart = new uPlot(opts, [[]].concat(defs.map(function () { return []; })), el);
-    var observer = null;
-    if (window.ResizeObserver) {
-      observer = new ResizeObserver(function () {
-        chart.setSize({ width: Math.max(200, el.clientWidth), height: CHART_HEIGHT });
-      });
-      observer.observe(el);
-    }
-    return {
-      chart: chart,
-      keys: defs.map(function (d) { return d.key; }),
-      destroy: function () {
-        if (observer) observer.disconnect();
-        chart.destroy();
-      },
-    };
-  }
-
-  // Draws the marks on a chart's canvas and says on its element how many are in view.
-  function markPlugin(el) {
-    return {
-      hooks: {
-        draw: [function (u) {
-          var ctx = u.ctx;
-          var top = u.bbox.top;
-          var bottom = u.bbox.top + u.bbox.height;
-          var shown = 0;
-          ctx.save();
-          ctx.setLineDash([]);
-          ctx.strokeStyle = cssVar(el, "--pg-text", "#1c222b");
-          ctx.fillStyle = ctx.strokeStyle;
-          ctx.lineWidth = window.devicePixelRatio || 1;
-          ctx.font = Math.round(12 * (window.devicePixelRatio || 1)) + "px sans-serif";
-          marks.forEach(function (mark) {
-            if (mark.x < -60 || mark.x > 0) return;
-            var x = Math.round(u.valToPos(mark.x, "x", true));
-            ctx.beginPath();
-            ctx.moveTo(x, top);
-            ctx.lineTo(x, bottom);
-            ctx.stroke();
-            ctx.fillText(mark.label, x + 4, top + 14 * (window.devicePixelRatio || 1));
-            shown += 1;
-          });
-          ctx.restore();
-          el.setAttribute("data-marks", String(shown));
-        }],
-      },
-    };
+      xRange: [-60, 0],
+      xValues: secondsAgo,
+      draw: drawLiveMarks(el),
+    });
   }
 
   function markEvents(events, series) {
@@ -161,7 +82,8 @@
     if (typeof uPlot === "undefined") return;
     root.querySelectorAll("[data-chart]").forEach(function (el) {
       var name = el.getAttribute("data-chart");
-      if (SERIES[name] && !charts[name]) charts[name] = makeChart(el, SERIES[name]);
+      var defs = pgCharts.SERIES[name];
+      if (defs && !charts[name]) charts[name] = makeChart(el, defs);
     });
   }
 
