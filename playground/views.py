@@ -22,6 +22,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
 from course.progress import progress_record_experiment
+from course.records import experiment_started
 from course.snapshot import course_snapshot
 from playground import labclient as client
 from playground.forms import LabStartForm, start_initial
@@ -84,6 +85,13 @@ def lab_start(request: HtmxHttpRequest) -> HttpResponse:
     if experiment is not None:
         progress_record_experiment(
             session=request.session, slug=lesson.slug, experiment=experiment["slug"]
+        )
+        experiment_started(
+            session=request.session,
+            lab_id=lab_id,
+            lesson_slug=lesson.slug,
+            experiment_slug=experiment["slug"],
+            prediction=request.POST.get("prediction"),
         )
     return redirect("playground:lab_detail", lab_id=lab_id)
 
