@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.sessions.backends.cache import SessionStore
+from django.test import Client
+from django.urls import reverse
 
 from course.models import ExperimentRecord, LessonReading, session_hash
 from course.records import (
@@ -136,3 +138,15 @@ async def test_a_failing_database_is_one_log_line_not_an_exception(
 
 async def _started(**fields: Any) -> SessionStore:
     return await sync_to_async(started)(**fields)
+
+
+@pytest.mark.django_db
+def test_the_admin_lists_the_records_read_only(admin_client: Client) -> None:
+    reading_opened(session=SessionStore(), slug="one")
+    started(lab_id="lab-in-admin")
+    for model in ("lessonreading", "experimentrecord"):
+        page = admin_client.get(reverse(f"admin:course_{model}_changelist"))
+        assert page.status_code == 200
+        assert admin_client.get(reverse(f"admin:course_{model}_add")).status_code == 403
+    page = admin_client.get(reverse("admin:course_experimentrecord_changelist"))
+    assert "lab-in-admin" in page.content.decode()
