@@ -140,6 +140,10 @@ def most_picked(picks: Iterable[int], *, among: Mapping[int, str]) -> tuple[str,
     return among[number], count
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _median(values: Iterable[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return statistics.median(present) if present else None
@@ -213,8 +217,11 @@ def prediction_attempt(*, experiment: Experiment, run: RunRecord) -> Attempt | N
     if predict.choices:
         return Attempt(run.session, run.held, picked=(int(guess),))
     figures = run.figures if isinstance(run.figures, dict) else {}
-    measured = figures.get("measured", figures.get(predict.figure))
-    measured = float(measured) if isinstance(measured, int | float) else None
+    # The host's own reading of the guessed figure; else the card's, if it shows that one.
+    measured = next(
+        (float(v) for v in (figures.get("measured"), figures.get(predict.figure)) if _is_number(v)),
+        None,
+    )
     return Attempt(run.session, run.held, value=guess, measured=measured)
 
 

@@ -144,7 +144,8 @@ def test_every_question_and_prediction_shows_answered_or_not(lesson: Lesson) -> 
         "kill-number": [
             RunRecord("a", "4", True, {"sessions_lost": 5.0, "measured": 5.0}),
             RunRecord("b", "0", False, {"sessions_lost": 3.0, "measured": 3.0}),
-            RunRecord("c", "10", False, {"sessions_lost": 4.0, "measured": None}),
+            RunRecord("c", "10", False, {"sessions_lost": 1.0, "measured": None}),
+            RunRecord("d", "2", True, {"measured": None}),  # the figure is not in the record
         ],
     }
     quizzes, predictions = items_build(lessons=[lesson], quiz_attempts=quiz_attempts, runs=runs)
@@ -169,9 +170,10 @@ def test_every_question_and_prediction_shows_answered_or_not(lesson: Lesson) -> 
         1,
     )
     assert not choice.number and choice.median_predicted is None
-    assert number.number and (number.answered, number.right) == (3, 1)
-    assert number.median_predicted == 4.0  # of 4, 0 and 10
-    assert number.median_measured == 4.0  # of 5 and 3: the run without the figure is left out
+    assert number.number and (number.answered, number.right) == (4, 2)
+    assert number.median_predicted == 3.0  # of 4, 0, 10 and 2
+    # Of 5, 3 and 1 (the card's figure where the host's is missing); d's has neither.
+    assert number.median_measured == 3.0
 
 
 def test_the_discrimination_pools_quizzes_and_predictions(lesson: Lesson) -> None:
