@@ -16,7 +16,7 @@ from typing import Any, NamedTuple, TypeGuard
 
 from django.db.models import Count, Q
 
-from course.experiment import Experiment
+from course.experiment import Experiment, Prediction
 from course.lessons import Lesson
 from course.models import ExperimentRecord, LessonReading, QuizAnswer
 from course.quiz import Quiz
@@ -149,44 +149,30 @@ def _median(values: Iterable[float | None]) -> float | None:
     return statistics.median(present) if present else None
 
 
-def quiz_item(
-    *, lesson: Lesson, quiz: Quiz, firsts: Mapping[str, Attempt], discrimination: float | None
-) -> ItemStats:
-    wrong = {c.number: c.text for c in quiz.choices if not c.correct}
-    text, count = most_picked((n for a in firsts.values() for n in a.picked), among=wrong)
-    return ItemStats(
-        kind="quiz",
-        key=f"{lesson.slug}/{quiz.id}",
-        lesson_title=lesson.title,
-        question=quiz.question,
-        question_html=quiz.question_html,
-        answered=len(firsts),
-        right=sum(a.correct for a in firsts.values()),
-        wrong_pick=text,
-        wrong_pick_count=count,
-        discrimination=discrimination,
-    )
-
-
-def prediction_item(
+def item_stats(
     *,
+    key: str,
     lesson: Lesson,
-    experiment: Experiment,
+    asked: Quiz | Prediction,
     firsts: Mapping[str, Attempt],
     discrimination: float | None,
 ) -> ItemStats:
-    """A choice prediction's wrong pick is the choice of the runs where it did not hold."""
-    predict = experiment.predict
-    choices = {c.number: c.text for c in predict.choices}
+    """A quiz question or prediction. Its wrong pick is the choice picked most by wrong
+    first attempts: of a quiz, a wrong choice (a wrong answer may tick right ones too);
+    of a prediction, the choice that did not hold."""
+    if isinstance(asked, Quiz):
+        kind, among = "quiz", {c.number: c.text for c in asked.choices if not c.correct}
+    else:
+        kind, among = "prediction", {c.number: c.text for c in asked.choices}
     missed = (n for a in firsts.values() if not a.correct for n in a.picked)
-    text, count = most_picked(missed, among=choices)
-    number = not predict.choices
+    text, count = most_picked(missed, among=among)
+    number = not among and kind == "prediction"
     return ItemStats(
-        kind="prediction",
-        key=experiment.slug,
+        kind=kind,
+        key=key,
         lesson_title=lesson.title,
-        question=predict.question,
-        question_html=predict.question_html,
+        question=asked.question,
+        question_html=asked.question_html,
         answered=len(firsts),
         right=sum(a.correct for a in firsts.values()),
         wrong_pick=text,
@@ -260,18 +246,20 @@ def items_build(
     )
     return (
         [
-            quiz_item(
+            item_stats(
+                key=f"{lesson.slug}/{quiz.id}",
                 lesson=lesson,
-                quiz=quiz,
+                asked=quiz,
                 firsts=firsts,
                 discrimination=figures[f"quiz:{lesson.slug}/{quiz.id}"],
             )
             for lesson, quiz, firsts in quizzes
         ],
         [
-            prediction_item(
+            item_stats(
+                key=exp.slug,
                 lesson=lesson,
-                experiment=exp,
+                asked=exp.predict,
                 firsts=firsts,
                 discrimination=figures[f"prediction:{exp.slug}"],
             )

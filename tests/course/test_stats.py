@@ -21,6 +21,7 @@ from course.stats import (
 )
 
 from .conftest import LessonWriter, lesson_text
+from .test_experiment import GOOD
 
 QUIZ = """\
 ```quiz
@@ -39,33 +40,15 @@ choices:
 ```
 """
 UNANSWERED = QUIZ.replace("where-cart", "never-asked").replace("Where does", "When does")
-EXPERIMENT = """\
-```experiment
-slug: {slug}
-title: Kill one
-claim: A claim.
-lab:
-  mode: stateful
-  workers: 2
-seconds: 5
-steps:
-  - at: 2
-    do: kill:worker-1
-predict:
-  question: {question}
-{predict}
-check: sessions_lost > 0
-show: [sessions_lost]
-explain: Because.
-```
-"""
-CHOICES = """\
-  choices:
-    - text: Lost
-      when: sessions_lost > 0
-    - text: Kept
-      when: sessions_lost == 0"""
-NUMBER = "  figure: sessions_lost\n  tolerance: 2"
+CHOICE = "```experiment\n" + GOOD.replace("kill-one", "kill-choice") + "```\n"
+PREDICT_CHOICES = GOOD[GOOD.index("  choices:") : GOOD.index("check:")]
+NUMBER = (
+    "```experiment\n"
+    + GOOD.replace("kill-one", "kill-number").replace(
+        PREDICT_CHOICES, "  figure: sessions_lost\n  tolerance: 2\n"
+    )
+    + "```\n"
+)
 
 
 @pytest.fixture
@@ -75,8 +58,8 @@ def lesson(write_lesson: LessonWriter) -> Lesson:
             "## Start\n",
             QUIZ,
             UNANSWERED,
-            EXPERIMENT.format(slug="kill-choice", question="Lost or kept?", predict=CHOICES),
-            EXPERIMENT.format(slug="kill-number", question="How many lost?", predict=NUMBER),
+            CHOICE,
+            NUMBER,
         ]
     )
     write_lesson("carts", lesson_text(title="Carts", body=body))
@@ -162,7 +145,7 @@ def test_every_question_and_prediction_shows_answered_or_not(lesson: Lesson) -> 
         "",
     )
     choice, number = predictions
-    assert choice.key == "kill-choice" and "Lost or kept?" in choice.question_html
+    assert choice.key == "kill-choice" and choice.question_html == "What?"
     assert (choice.answered, choice.right, choice.wrong_pick, choice.wrong_pick_count) == (
         2,
         1,
