@@ -96,7 +96,9 @@ def test_only_a_done_run_has_an_outcome_and_only_well_formed_figures_are_kept() 
 
 
 @pytest.mark.django_db(transaction=True)  # the async ORM runs in another thread
-async def test_the_outcome_is_written_once_by_the_session_that_started_the_run() -> None:
+async def test_the_outcome_is_written_once_by_the_session_that_started_the_run(
+    async_orm: None,
+) -> None:
     session = await _started()
     key = session.session_key
     assert not await experiment_outcome_arecord(

@@ -660,7 +660,7 @@ async def test_a_learner_who_floods_within_the_limits_does_not_starve_another(
 
 @pytest.mark.django_db(transaction=True)  # the socket writes through Django's async ORM
 async def test_a_finished_experiment_writes_its_outcome_on_its_record_once(
-    labhost: RunningHost, owner_session: Any, sockets: Any
+    labhost: RunningHost, owner_session: Any, sockets: Any, async_orm: None
 ) -> None:
     session_key, owner = owner_session()
     lab_id = uuid.uuid4().hex[:10]
