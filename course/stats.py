@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, TypeGuard
+from typing import Any, NamedTuple, TypeGuard, TypeVar
 
 from django.db.models import Count, Q
 
@@ -21,6 +21,7 @@ from course.lessons import Lesson
 from course.models import ExperimentRecord, LessonReading, QuizAnswer
 from course.quiz import Quiz
 
+Item = TypeVar("Item", bound=Hashable)  # whatever names an item: the caller's choice
 # Below this many answering sessions an item's discrimination is noise: hidden.
 MIN_FOR_DISCRIMINATION = 20
 
@@ -104,18 +105,18 @@ def pearson(xs: Sequence[float], ys: Sequence[float]) -> float | None:
 
 
 def discrimination(
-    firsts: Mapping[str, Mapping[str, bool]], *, minimum: int = MIN_FOR_DISCRIMINATION
-) -> dict[str, float | None]:
+    firsts: Mapping[Item, Mapping[str, bool]], *, minimum: int = MIN_FOR_DISCRIMINATION
+) -> dict[Item, float | None]:
     """Item-rest correlation of each item (its first attempts right or wrong, by session),
     over sessions: with the share right of that session's first attempts at the other
     items. A point-biserial correlation: near 1, the learners who do well elsewhere get
     this one right; near 0 or below, it does not tell them apart (a trick or a flawed
     question). None for an item with fewer than `minimum` sessions, or with no spread."""
-    by_session: dict[str, dict[str, bool]] = defaultdict(dict)
+    by_session: dict[str, dict[Item, bool]] = defaultdict(dict)
     for item, answers in firsts.items():
         for session, right in answers.items():
             by_session[session][item] = right
-    figures: dict[str, float | None] = {}
+    figures: dict[Item, float | None] = {}
     for item, answers in firsts.items():
         if len(answers) < minimum:
             figures[item] = None
@@ -222,50 +223,29 @@ def items_build(
     (quizzes, predictions). quiz_attempts: by (lesson slug, quiz id), in time order; runs:
     each experiment's finished runs, by slug, in time order. Discrimination is over all
     of them: a session's score is its first attempts at quizzes and predictions alike."""
-    quizzes: list[tuple[Lesson, Quiz, dict[str, Attempt]]] = []
-    experiments: list[tuple[Lesson, Experiment, dict[str, Attempt]]] = []
+    asked: list[tuple[str, Lesson, Quiz | Prediction, dict[str, Attempt]]] = []
     for lesson in lessons:
         for slot in lesson.quizzes:
-            if slot.quiz is not None:
-                attempts = quiz_attempts.get((lesson.slug, slot.quiz.id), ())
-                quizzes.append((lesson, slot.quiz, first_attempts(attempts)))
+            if (quiz := slot.quiz) is not None:
+                attempts = quiz_attempts.get((lesson.slug, quiz.id), ())
+                asked.append((f"{lesson.slug}/{quiz.id}", lesson, quiz, first_attempts(attempts)))
         for exp_slot in lesson.rendered.experiments:
             if (experiment := exp_slot.experiment) is not None:
                 made = (
                     prediction_attempt(experiment=experiment, run=run)
                     for run in runs.get(experiment.slug, ())
                 )
-                experiments.append((lesson, experiment, first_attempts(a for a in made if a)))
-    scores = {
-        **{f"quiz:{lesson.slug}/{quiz.id}": firsts for lesson, quiz, firsts in quizzes},
-        **{f"prediction:{exp.slug}": firsts for _, exp, firsts in experiments},
-    }
+                firsts = first_attempts(a for a in made if a)
+                asked.append((experiment.slug, lesson, experiment.predict, firsts))
     figures = discrimination(
-        {key: {s: a.correct for s, a in firsts.items()} for key, firsts in scores.items()},
+        {i: {s: a.correct for s, a in firsts.items()} for i, (*_, firsts) in enumerate(asked)},
         minimum=minimum,
     )
-    return (
-        [
-            item_stats(
-                key=f"{lesson.slug}/{quiz.id}",
-                lesson=lesson,
-                asked=quiz,
-                firsts=firsts,
-                discrimination=figures[f"quiz:{lesson.slug}/{quiz.id}"],
-            )
-            for lesson, quiz, firsts in quizzes
-        ],
-        [
-            item_stats(
-                key=exp.slug,
-                lesson=lesson,
-                asked=exp.predict,
-                firsts=firsts,
-                discrimination=figures[f"prediction:{exp.slug}"],
-            )
-            for lesson, exp, firsts in experiments
-        ],
-    )
+    items = [
+        item_stats(key=key, lesson=lesson, asked=one, firsts=firsts, discrimination=figures[i])
+        for i, (key, lesson, one, firsts) in enumerate(asked)
+    ]
+    return [i for i in items if i.kind == "quiz"], [i for i in items if i.kind == "prediction"]
 
 
 def reading_build(
