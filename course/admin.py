@@ -1,4 +1,5 @@
-"""Admin for instructors: raw quiz answers, and per-question stats to see what students miss."""
+"""Admin for instructors: raw quiz answers, readings and experiment runs (read-only), and
+per-question stats to see what students miss. The figures are on /instructor/."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
-from course.models import QuizAnswer, QuizQuestionStats
+from course.models import ExperimentRecord, LessonReading, QuizAnswer, QuizQuestionStats
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -22,10 +23,25 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(QuizAnswer)
 class QuizAnswerAdmin(ReadOnlyAdmin):
-    list_display = ["answered_at", "lesson_slug", "quiz_id", "correct", "session_hash"]
+    list_display = ["answered_at", "lesson_slug", "quiz_id", "correct", "choices", "session_hash"]
     list_filter = ["correct", "lesson_slug"]
     search_fields = ["lesson_slug", "quiz_id"]
     date_hierarchy = "answered_at"
+
+
+@admin.register(LessonReading)
+class LessonReadingAdmin(ReadOnlyAdmin):
+    list_display = ["opened_at", "lesson_slug", "read_at", "session_hash"]
+    list_filter = ["lesson_slug"]
+    date_hierarchy = "opened_at"
+
+
+@admin.register(ExperimentRecord)
+class ExperimentRecordAdmin(ReadOnlyAdmin):
+    list_display = ["started_at", "experiment_slug", "prediction", "held", "finished_at", "lab_id"]
+    list_filter = ["experiment_slug", "held"]
+    search_fields = ["lab_id", "experiment_slug"]
+    date_hierarchy = "started_at"
 
 
 def question_stats(answers: QuerySet[Any]) -> list[dict[str, Any]]:

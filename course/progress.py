@@ -90,13 +90,18 @@ def _lesson(data: dict[str, Any], slug: str) -> dict[str, Any]:
     return lesson
 
 
-def progress_visit(*, session: MutableMapping[str, Any], slug: str) -> None:
-    """A lesson page was shown: remember it, so that "Continue" goes on after it."""
+def progress_visit(*, session: MutableMapping[str, Any], slug: str) -> bool:
+    """A lesson page was shown: remember it, so that "Continue" goes on after it. True the
+    first time this session opens the lesson (the view records that once, not per view)."""
     data = _data(session)
-    if data["last"] == slug:
-        return  # nothing changed: don't rewrite the session on every page view
+    lesson = _lesson(data, slug)
+    first = not lesson.get("opened")
+    if data["last"] == slug and not first:
+        return False  # nothing changed: don't rewrite the session on every page view
+    lesson["opened"] = True
     data["last"] = slug
     session[SESSION_KEY] = data
+    return first
 
 
 def progress_mark_read(*, session: MutableMapping[str, Any], slug: str) -> None:

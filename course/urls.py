@@ -23,6 +23,7 @@ urlpatterns = [
     path("decide/", views_decide.decide, name="decide"),
     path("search/", views_search.search, name="search"),
     path("author/preview/", views_author.author_preview, name="author_preview"),
+    path("instructor/", views_author.instructor_dashboard, name="instructor_dashboard"),
     path(
         "author/preview/render/", views_author.author_preview_render, name="author_preview_render"
     ),

@@ -23,6 +23,7 @@ from course.progress import (
     progress_visit,
 )
 from course.quiz_forms import page_parts
+from course.records import reading_opened
 from course.snapshot import CourseSnapshot, course_snapshot
 from course.views_common import HtmxHttpRequest
 
@@ -97,7 +98,8 @@ def _lesson_page(
         "lesson_file": _display_path(lesson.path) if staff else "",  # shown to staff only
         "diagram_styles": lesson.has_diagram,
     }
-    progress_visit(session=request.session, slug=lesson.slug)
+    if progress_visit(session=request.session, slug=lesson.slug):
+        reading_opened(session=request.session, slug=lesson.slug)
     return render(request, "course/lesson.html", context)
 
 

@@ -1,4 +1,5 @@
-"""Instructors' pages: /author/preview/ renders Markdown as learners will see it.
+"""Instructors' pages: /author/preview/ renders Markdown as learners will see it;
+/instructor/ shows what learners answer, predict and read (course.stats has the figures).
 
 Staff only (Django auth); anyone else is sent to the admin login.
 """
@@ -17,6 +18,7 @@ from django.views.decorators.vary import vary_on_headers
 from course.author import MAX_PREVIEW_BYTES, preview_build, preview_slug
 from course.quiz_forms import page_parts
 from course.snapshot import course_snapshot
+from course.stats import MIN_FOR_DISCRIMINATION, dashboard_load
 from course.views_common import HtmxHttpRequest, wants_partial
 
 
@@ -56,3 +58,11 @@ def author_preview_render(request: HtmxHttpRequest) -> HttpResponse:
     context = _context(text=request.POST.get("text", ""), slug=request.POST.get("lesson", ""))
     template = "course/author.html#preview" if wants_partial(request) else "course/author.html"
     return TemplateResponse(request, template, context)
+
+
+@require_safe
+@staff_member_required
+def instructor_dashboard(request: HtmxHttpRequest) -> HttpResponse:
+    dashboard = dashboard_load(lessons=course_snapshot().lessons)
+    context = {"dashboard": dashboard, "minimum": MIN_FOR_DISCRIMINATION}
+    return TemplateResponse(request, "course/instructor.html", context)

@@ -12,9 +12,9 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from course.models import QuizAnswer, session_hash
 from course.progress import progress_mark_read, progress_record_answer, progress_reset
 from course.quiz import quiz_check
+from course.records import quiz_answer_record, reading_finished
 from course.views_common import HtmxHttpRequest, lesson_or_404
 
 MAX_CHOICES_POSTED = 10
@@ -36,20 +36,20 @@ def quiz_answer(request: HtmxHttpRequest, slug: str, quiz_id: str) -> HttpRespon
         raise Http404("No such quiz")
     result = quiz_check(quiz=quiz, selected=_selected(request))
     if result.selected:
+        chosen = [c.number for c in result.selected]
         progress_record_answer(
             session=request.session,
             slug=lesson.slug,
             quiz_id=quiz.id,
             correct=result.correct,
-            selected=[c.number for c in result.selected],
+            selected=chosen,
         )
-        if request.session.session_key is None:
-            request.session.save()  # the anonymous hash needs a key that will last
-        QuizAnswer.objects.create(
-            lesson_slug=lesson.slug,
+        quiz_answer_record(
+            session=request.session,
+            slug=lesson.slug,
             quiz_id=quiz.id,
-            session_hash=session_hash(str(request.session.session_key)),
             correct=result.correct,
+            choices=chosen,
         )
     if request.htmx:
         return render(request, "course/quiz.html#feedback", {"result": result})
@@ -63,6 +63,7 @@ def lesson_read(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     JavaScript the learner presses the button there)."""
     lesson = lesson_or_404(slug)
     progress_mark_read(session=request.session, slug=lesson.slug)
+    reading_finished(session=request.session, slug=lesson.slug)
     if request.htmx:
         return render(request, "course/lesson.html#read", {"lesson": lesson, "read": True})
     url = reverse("course:lesson", kwargs={"slug": lesson.slug})

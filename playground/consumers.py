@@ -19,6 +19,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.template.loader import render_to_string
 
 from config.views import REDIS_ERRORS
+from course.records import experiment_outcome_arecord
 from playground import labclient, labprotocol
 from playground.lab.config import MAX_WORKERS
 
@@ -117,6 +118,7 @@ class LabConsumer(AsyncJsonWebsocketConsumer):
     sockets_per_session = SOCKETS_PER_SESSION
     sockets_per_lab = SOCKETS_PER_LAB
     sockets_per_process = SOCKETS_PER_PROCESS
+    outcome_recorded = False
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         # Whatever ends the socket (the browser, an exception, daphne cancelling it), it
@@ -353,6 +355,14 @@ class LabConsumer(AsyncJsonWebsocketConsumer):
     async def lab_snapshot(self, event: dict[str, Any]) -> None:
         self.heard = time.monotonic()
         if not self.finished:
+            # An experiment's outcome, once, by the session that started it (not its class).
+            if not self.outcome_recorded and self.watch_code is None:
+                session_key = getattr(self.scope.get("session"), "session_key", None)
+                self.outcome_recorded = await experiment_outcome_arecord(
+                    lab_id=self.lab_id,
+                    session_key=session_key,
+                    experiment=event["snapshot"].get("experiment"),
+                )
             sent_at = event.get("sent_at")
             tick = float(sent_at) if isinstance(sent_at, int | float) else None
             await self.send_frame(

@@ -20,6 +20,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
 from course.progress import progress_record_experiment
+from course.records import experiment_started
 from course.snapshot import course_snapshot
 from playground import labclient as client
 from playground import runs
@@ -93,6 +94,14 @@ def lab_start(request: HtmxHttpRequest) -> HttpResponse:
         request.session["labs"] = [lab_id, *request.session.get("labs", [])][:RECENT_LABS]
     if form.cleaned_data["experiment"]:
         progress_record_experiment(session=request.session, slug=lesson.slug, experiment=exp.slug)
+        # One record a run (a pair's is its first lab's, judged by the pair's page).
+        experiment_started(
+            session=request.session,
+            lab_id=next(iter(started.values())),
+            lesson_slug=lesson.slug,
+            experiment_slug=exp.slug,
+            prediction=answer,
+        )
     if len(started) > 1:
         first, second = started.values()
         pair_remember(request.session, first=first, second=second, slug=exp.slug, answer=answer)

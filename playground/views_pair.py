@@ -24,6 +24,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
 
 from course.experiment import Experiment
+from course.records import experiment_pair_outcome_record
 from course.snapshot import course_snapshot
 from playground import labclient as client
 from playground import labprotocol
@@ -89,6 +90,11 @@ def pair_live(request: HttpRequest, first: str, second: str) -> HttpResponse:
         "second": second,
         **_live(exp, answer, records, str(request.session.get("lab_owner"))),
     }
+    verdict = context["verdict"]
+    if verdict is not None:
+        experiment_pair_outcome_record(
+            session=request.session, lab_id=first, held=verdict.held, figures=dict(verdict.outcome)
+        )
     status = 286 if all(v["ended"] for v in context["variants"]) else 200
     return render(request, "playground/pair.html#live", context, status=status)
 

@@ -10,11 +10,13 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import connections
 
 from config.embedded_redis import free_port
 from config.lifeline import die_with_parent
@@ -34,6 +36,21 @@ CHROMIUM_ARGS = [
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     return str(settings.REDIS_URL)
+
+
+@pytest.fixture
+async def async_orm() -> AsyncIterator[None]:
+    """For a test whose code runs Django's async ORM. It opens a connection in asgiref's
+    shared thread, which channels checks on every socket message, also in later tests
+    where pytest-django forbids the database; the test database is in memory, where
+    close() keeps the connection, so the thread forgets it instead."""
+    yield
+    await sync_to_async(_forget_connections)()
+
+
+def _forget_connections() -> None:
+    for connection in connections.all(initialized_only=True):
+        del connections[connection.alias]
 
 
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:

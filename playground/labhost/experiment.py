@@ -52,6 +52,7 @@ class ExperimentRun:
     steps_done: int = 0
     outcome: list[tuple[str, float | None]] = field(default_factory=list)
     held: bool | None = None
+    measured: float | None = None  # a number prediction's figure, as the run measured it
     check_held: bool | None = None
     error: str = ""
     task: asyncio.Task[None] | None = None
@@ -74,6 +75,7 @@ class ExperimentRun:
             "predicted": self.predicted,
             "outcome": [{"figure": f, "value": v} for f, v in self.outcome],
             "held": self.held,
+            "measured": self.measured,
             "check_held": self.check_held,
             "error": self.error,
         }
@@ -98,6 +100,8 @@ class ExperimentRun:
             on_change()
             return
         self.outcome = [(f, _maybe(f, report)) for f in self.show]
+        if self.guess is not None:
+            self.measured = _maybe(self.guess[1], report)
         with contextlib.suppress(KeyError):
             self.check_held = self.check.holds(report)
         with contextlib.suppress(KeyError):

@@ -100,7 +100,7 @@ def _serve(folder: Path, user: str | None, data: Path, sockets: Path) -> Iterato
             server.wait()
 
 
-def test_the_site_runs_on_postgresql_and_records_a_quiz_answer(
+def test_the_site_runs_on_postgresql_and_records_a_quiz_answer_and_a_reading(
     postgres_url: str, server_env: dict[str, str]
 ) -> None:
     import psycopg
@@ -130,9 +130,18 @@ def test_the_site_runs_on_postgresql_and_records_a_quiz_answer(
         ).encode()
         with browser.open(f"{site}{form.group(1)}", data=answer, timeout=10) as response:
             assert response.status == 200  # after the redirect back to the lesson
+        read = urllib.parse.urlencode({"csrfmiddlewaretoken": token.group(1)}).encode()
+        with browser.open(f"{site}/lessons/the-tradeoff/read/", data=read, timeout=10) as response:
+            assert response.status == 200
     finally:
         stop_process(daphne)
 
     with psycopg.connect(postgres_url.replace("postgres://", "postgresql://")) as connection:
-        rows = connection.execute("SELECT lesson_slug, quiz_id FROM course_quizanswer").fetchall()
-    assert rows == [("the-tradeoff", form.group(1).rstrip("/").rsplit("/", 1)[1])]
+        rows = connection.execute(
+            "SELECT lesson_slug, quiz_id, choices FROM course_quizanswer"
+        ).fetchall()
+        readings = connection.execute(
+            "SELECT lesson_slug, read_at IS NOT NULL FROM course_lessonreading"
+        ).fetchall()
+    assert rows == [("the-tradeoff", form.group(1).rstrip("/").rsplit("/", 1)[1], [1])]
+    assert readings == [("the-tradeoff", True)]  # opened, then read to its end

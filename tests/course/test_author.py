@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from html import unescape
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from django.test import Client
 from django.urls import reverse
 
 from course.author import MAX_PREVIEW_BYTES, preview_build
+from course.snapshot import course_snapshot
 from tests.course.conftest import lesson_text
 
 PAGE = reverse("course:author_preview")
@@ -160,3 +162,63 @@ def test_a_text_too_slow_to_render_is_stopped_with_a_message(
     line = text.count("\n", 0, text.index("[")) + 1
     assert preview.error.startswith(f"Line {line}: rendering took over 3 s and was stopped.")
     assert preview.html == ""
+
+
+DASHBOARD = reverse("course:instructor_dashboard")
+
+
+@pytest.mark.django_db
+def test_the_dashboard_sends_anyone_but_staff_to_the_admin_login(client: Client) -> None:
+    assert client.get(DASHBOARD)["Location"].startswith(reverse("admin:login"))
+    get_user_model().objects.create_user("learner", password="pw-learner-1")
+    client.login(username="learner", password="pw-learner-1")
+    response = client.get(DASHBOARD)
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("admin:login"))
+
+
+def _row(html: str, table: str, key: str) -> list[str]:
+    """The cells of a dashboard row, as text."""
+    section = html.split(f'data-table="{table}"', 1)[1].split("</table>", 1)[0]
+    row = re.search(rf'<tr data-(?:item|lesson)="{re.escape(key)}">(.*?)</tr>', section, re.S)
+    assert row, key
+    cells = re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row.group(1), re.S)
+    return [_text(c) for c in cells]
+
+
+def _text(fragment: str) -> str:
+    return unescape(re.sub(r"<[^>]+>", "", fragment)).strip()
+
+
+def test_the_dashboard_lists_every_question_prediction_and_lesson(
+    staff_client: Client, client: Client
+) -> None:
+    snapshot = course_snapshot()
+    lesson = next(one for one in snapshot.lessons if one.quiz_ids)
+    quiz = lesson.quiz(lesson.quiz_ids[0])
+    assert quiz is not None
+    wrong = next(c for c in quiz.choices if not c.correct)
+    client.get(reverse("course:lesson", args=[lesson.slug]))
+    client.post(
+        reverse("course:quiz_answer", args=[lesson.slug, quiz.id]), {"choice": wrong.number}
+    )
+
+    response = staff_client.get(DASHBOARD)
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert page.count("<caption") == 3
+    headers = re.findall(r"<th( scope=\"(?:col|row)\")?[ >]", page)
+    assert headers and all(scope for scope in headers)  # every header cell says its scope
+    assert not re.search(r"<script(?![^>]*\bsrc=)", page) and " style=" not in page  # CSP
+
+    items = re.findall(r'<tr data-item="([^"]+)"', page)
+    quiz_keys = [f"{one.slug}/{q}" for one in snapshot.lessons for q in one.quiz_ids]
+    experiment_keys = [e for one in snapshot.lessons for e in one.experiment_slugs]
+    assert items == quiz_keys + experiment_keys  # in course order, answered or not
+    answered = _row(page, "quizzes", f"{lesson.slug}/{quiz.id}")
+    assert answered[0] == _text(quiz.question_html)
+    assert answered[1:] == [lesson.title, "1", "0%", f"{wrong.text} (1)", "needs 20 answers"]
+    other = _row(page, "quizzes", quiz_keys[1])
+    assert other[2:] == ["0", "–", "–", "needs 20 answers"]
+    assert _row(page, "reading", lesson.slug)[1:] == ["1", "0", "0%"]
+    assert _row(page, "reading", snapshot.lessons[-1].slug)[1:] == ["0", "0", "–"]

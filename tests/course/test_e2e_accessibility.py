@@ -3,10 +3,14 @@ light and the dark theme."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import uuid
+
 import pytest
 
 from course.snapshot import course_snapshot
-from tests.conftest import axe_serious
+from tests.conftest import ROOT, axe_serious
 
 pytestmark = pytest.mark.e2e
 
@@ -52,3 +56,24 @@ def test_course_pages_have_no_serious_accessibility_violations(
             quiz.locator(".quiz-verdict").wait_for()
         found[path] = axe_serious(page)
     assert {path: v for path, v in found.items() if v} == {}
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_the_instructor_dashboard_has_no_serious_accessibility_violations(
+    audit_page, live_server_url: str, server_env: dict[str, str], theme: str
+) -> None:
+    username, password = f"teacher-{uuid.uuid4().hex[:8]}", "pw-teacher-1"
+    subprocess.run(
+        [sys.executable, "manage.py", "createsuperuser", "--noinput", "--username", username,
+         "--email", f"{username}@example.com"],
+        cwd=ROOT, env={**server_env, "DJANGO_SUPERUSER_PASSWORD": password}, check=True,
+    )  # fmt: skip
+    page = audit_page
+    page.emulate_media(color_scheme=theme)
+    page.goto(f"{live_server_url}/admin/login/?next=/instructor/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("heading", name="Instructor dashboard").wait_for()
+    assert page.locator("caption").count() == 3
+    assert axe_serious(page) == []

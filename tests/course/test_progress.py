@@ -11,6 +11,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from course.models import LessonReading, session_hash
 from course.progress import (
     progress_answers,
     progress_mark_read,
@@ -18,6 +19,7 @@ from course.progress import (
     progress_record_experiment,
     progress_reset,
     progress_summary,
+    progress_visit,
 )
 from course.snapshot import course_snapshot
 from tests.conftest import start_daphne, stop_process
@@ -57,6 +59,15 @@ def test_an_experiment_run_counts_like_a_quiz_answer_once() -> None:
     assert row.experiments_total == len(lesson.experiment_slugs)
     assert after.experiments_run == 1 and after.started and not before.started
     assert after.percent > before.percent
+
+
+def test_a_visit_says_whether_the_session_opens_the_lesson_for_the_first_time() -> None:
+    session: dict = {}
+    assert progress_visit(session=session, slug="one") is True
+    assert progress_visit(session=session, slug="one") is False
+    assert progress_visit(session=session, slug="two") is True
+    assert progress_visit(session=session, slug="one") is False  # back to it: not new
+    assert session["progress"]["last"] == "one"
 
 
 def test_summary_counts_read_marks_and_quizzes_right() -> None:
@@ -143,6 +154,29 @@ def test_reading_and_answering_show_on_home(client: Client) -> None:
     assert _lesson_row(home, lessons[0].slug).count("not read yet") == 1
     overall = re.search(r'id="progress-overall" max="100" value="(\d+)"', home)
     assert overall and int(overall.group(1)) > 0
+
+
+@pytest.mark.django_db
+def test_opening_and_reading_to_the_end_are_recorded_once_per_session(client: Client) -> None:
+    first, second = course_snapshot().lessons[:2]
+    for _ in range(2):  # opened twice, and another lesson in between
+        client.get(lesson_url(first.slug))
+        client.get(lesson_url(second.slug))
+    rows = {r.lesson_slug: r for r in LessonReading.objects.all()}
+    assert set(rows) == {first.slug, second.slug}
+    assert rows[first.slug].read_at is None
+    session_key = client.session.session_key
+    assert session_key and rows[first.slug].session_hash == session_hash(session_key)
+
+    client.post(read_url(first.slug), headers={"HX-Request": "true"})
+    read_at = LessonReading.objects.get(lesson_slug=first.slug).read_at
+    assert read_at is not None
+    client.post(read_url(first.slug))  # the first time counts
+    assert LessonReading.objects.get(lesson_slug=first.slug).read_at == read_at
+
+    Client().get(lesson_url(first.slug))  # another browser
+    opened = LessonReading.objects.filter(lesson_slug=first.slug)
+    assert opened.count() == 2 and opened.filter(read_at__isnull=False).count() == 1
 
 
 @pytest.mark.django_db

@@ -369,6 +369,7 @@ def test_answers_are_recorded_anonymously_and_admin_shows_stats(
 
     answers = list(QuizAnswer.objects.order_by("answered_at", "id"))
     assert [a.correct for a in answers] == [False, True, False]
+    assert [a.choices for a in answers] == [[wrong.number], [right.number], [wrong.number]]
     assert {a.lesson_slug for a in answers} == {lesson.slug}
     assert answers[0].session_hash == answers[1].session_hash != answers[2].session_hash
     session_key = client.session.session_key

@@ -18,6 +18,8 @@ from tests.course.conftest import LessonWriter, lesson_text
 REAL_LESSONS = [p.stem for p in sorted((Path(settings.BASE_DIR) / "content").glob("*.md"))]
 DIAGRAM = "```mermaid\ngraph TD\n  A --> B\n```\n"
 BOOSTED = {"HX-Request": "true", "HX-Boosted": "true"}
+# A lesson page records its first opening by a session (course.records): in the database.
+pytestmark = pytest.mark.django_db
 
 
 def csp(response) -> dict[str, str]:  # type: ignore[no-untyped-def]

@@ -20,10 +20,13 @@ from django.contrib.sessions.backends.cache import SessionStore
 from django.template.loader import render_to_string
 
 from config.asgi import application
+from course.models import ExperimentRecord, session_hash
 from playground import consumers, labclient, labprotocol
 from playground.consumers import MESSAGE_BURST, LabConsumer
 from playground.labclient import alab_create
 from tests.conftest import ROOT
+from tests.playground.labhost.test_experiment import CONFIG as EXPERIMENT_CONFIG
+from tests.playground.labhost.test_experiment import EXPERIMENT
 
 from .conftest import (
     RunningHost,
@@ -833,3 +836,47 @@ async def test_the_class_answers_a_question_once_each_and_sees_the_measured_answ
         # The measured number is the lab's own counter, counted since the question.
         assert 0 < poll["measured"] <= message["snapshot"]["metrics"]["sessions_lost"]
         assert "data-poll-measured" in message["html"]
+
+
+@pytest.mark.django_db(transaction=True)  # the socket writes through Django's async ORM
+async def test_a_finished_experiment_writes_its_outcome_on_its_record_once(
+    labhost: RunningHost, owner_session: Any, sockets: Any, async_orm: None
+) -> None:
+    session_key, owner = owner_session()
+    lab_id = uuid.uuid4().hex[:10]
+    await ExperimentRecord.objects.acreate(
+        lab_id=lab_id,
+        lesson_slug="stateful-up-close",
+        experiment_slug="kill-one",  # EXPERIMENT's slug
+        session_hash=session_hash(session_key),
+        prediction="1",
+    )
+    await alab_create(lab_id=lab_id, owner=owner, config=EXPERIMENT_CONFIG, experiment=EXPERIMENT)
+    first = sockets(lab_id, session_key)
+    assert (await first.connect())[0]
+
+    def done(snapshot: dict[str, Any]) -> bool:
+        return (snapshot.get("experiment") or {}).get("state") == "done"
+
+    await snapshot_where(first, lambda s: (s.get("experiment") or {}).get("state") == "running")
+    assert (await ExperimentRecord.objects.aget()).finished_at is None  # not done yet
+    message = await snapshot_where(first, done)
+    # The socket writes before it sends the frame: the record is there.
+    record = await ExperimentRecord.objects.aget()
+    assert record.finished_at is not None
+    assert record.held is False  # "None are lost", and the kill lost some
+    figures = {o["figure"]: o["value"] for o in message["snapshot"]["experiment"]["outcome"]}
+    assert record.figures == {**figures, "measured": None}  # a choice: no measured guess
+    assert record.figures["sessions_lost"] > 0
+
+    # A later socket of the same session sees the finished run: the record stays as it was.
+    second = sockets(lab_id, session_key)
+    assert (await second.connect())[0]
+    for _ in range(3):
+        await snapshot_where(second, done)
+    again = await ExperimentRecord.objects.aget()
+    assert (again.finished_at, again.held, again.figures) == (
+        record.finished_at,
+        record.held,
+        record.figures,
+    )

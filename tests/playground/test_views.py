@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from course.models import ExperimentRecord, session_hash
 from playground.labclient import address_key
 
 from .conftest import HostProcess
@@ -244,6 +245,7 @@ def test_bad_trusted_proxies_stop_the_settings_with_one_line(server_env: dict[st
     )
 
 
+@pytest.mark.django_db
 def test_an_experiment_starts_its_own_preset_and_counts_toward_progress(
     client: Client, labhost_process: HostProcess
 ) -> None:
@@ -256,6 +258,15 @@ def test_an_experiment_starts_its_own_preset_and_counts_toward_progress(
     assert lab_id in labhost_process.lab_ids()
     ran = client.session["progress"]["lessons"]["stateful-up-close"]["experiments"]
     assert ran == ["kill-stateful-worker"]
+    # And anonymously in the database, with the prediction as given, until its outcome.
+    record = ExperimentRecord.objects.get()
+    assert (record.lab_id, record.lesson_slug, record.experiment_slug) == (
+        lab_id,
+        "stateful-up-close",
+        "kill-stateful-worker",
+    )
+    assert record.prediction == "4" and record.finished_at is None
+    assert record.session_hash == session_hash(str(client.session.session_key))
 
 
 def test_an_experiment_no_longer_in_the_course_is_refused(

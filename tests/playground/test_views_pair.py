@@ -6,13 +6,17 @@ from __future__ import annotations
 import re
 import time
 
+import pytest
 from asgiref.sync import async_to_sync
 from django.test import Client
 
+from course.models import ExperimentRecord
 from playground import labclient
 from playground.views_pair import _peek_both
 
 from .conftest import HostProcess
+
+pytestmark = pytest.mark.django_db  # the start and the pair's verdict are recorded
 
 LESSON = "/lessons/when-each-wins/"
 VALID = {"mode": "stateful", "workers": "1", "users": "3", "rate": "10", "sticky": "on"}
@@ -56,6 +60,10 @@ def test_a_side_by_side_experiment_runs_two_labs_and_judges_them_together(
     assert float(outcome["stateless.sessions_lost"]) == 0
     assert 'data-prediction="held"' in live  # "stateful loses them, stateless none"
     assert "Draining finishes requests" in live
+    # One anonymous record for the pair (its first lab's), judged once on the pair's page.
+    record = ExperimentRecord.objects.get()
+    assert (record.lab_id, record.experiment_slug, record.prediction) == (first, "deploy-both", "2")
+    assert record.held is True and record.figures["stateful.sessions_lost"] >= 8
 
 
 def test_one_button_acts_on_both_labs_and_strangers_see_nothing(

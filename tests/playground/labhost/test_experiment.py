@@ -68,6 +68,25 @@ async def test_the_host_runs_the_steps_and_judges_the_prediction(
     assert done["check_held"] is True
     assert done["held"] is False  # the learner predicted none would be lost
     assert done["predicted"] == "None are lost"
+    assert done["measured"] is None  # a choice: no number guessed
+
+
+async def test_a_number_prediction_carries_the_figure_it_measured(
+    labhost: RunningHost,
+    web: RedisChannelLayer,  # noqa: F811
+) -> None:
+    guess = {"text": "3", "value": 3, "figure": "sessions_lost", "tolerance": 100}
+    lab_id, reply = await create(web, labhost.name, {**EXPERIMENT, "prediction": guess})
+    assert reply["type"] == "lab.created"
+
+    def experiment() -> dict[str, Any]:
+        return labhost.host._snapshot(labhost.host.labs[lab_id])["experiment"]  # type: ignore[index]
+
+    await eventually(lambda: experiment()["state"] == "done", 20)
+    done = experiment()
+    outcome = {o["figure"]: o["value"] for o in done["outcome"]}
+    assert done["measured"] == outcome["sessions_lost"] > 0
+    assert done["held"] is True  # within 100 of 3
 
 
 @pytest.mark.parametrize(
