@@ -624,23 +624,32 @@ async def test_a_learner_who_floods_within_the_limits_does_not_starve_another(
     labhost: RunningHost, owner_session: Any, sockets: Any
 ) -> None:
     """One learner trying past every limit at once (30 sockets, a command on each as fast as
-    they go) while another watches their own lab: the other's
-    updates keep coming. A measured effect with a generous floor (the host pushes 5 a
-    second), not a timing claim about our code."""
+    they go) while another watches their own lab: the other's updates keep coming. Measured
+    against the same watcher's rate just before the flood, on the same machine and load
+    (unprotected, it fell from 5 a second to 0.29): a ratio, not a timing claim."""
     flooder_key, flooder = owner_session()
     flooded_lab = await start_lab(flooder)
+    _, watcher, _ = await watch_new_lab(owner_session, sockets)
+
+    async def rate(seconds: float) -> float:
+        seen, started = 0, time.monotonic()
+        while time.monotonic() - started < seconds:
+            message = await watcher.receive_json_from(timeout=10)
+            seen += message["type"] == "snapshot"
+        return seen / (time.monotonic() - started)
+
+    before = await rate(3.0)
     # More sockets than a session may have: those past the limit are closed at once.
     flood = [sockets(flooded_lab, flooder_key) for _ in range(30)]
     for socket in flood:
         await socket.connect()
-    _, watcher, _ = await watch_new_lab(owner_session, sockets)
 
     async def hammer(socket: WebsocketCommunicator, stop: asyncio.Event) -> None:
-        rate = 10
+        value = 10
         while not stop.is_set():
-            rate = 20 if rate == 10 else 10
+            value = 20 if value == 10 else 10
             try:
-                await socket.send_json_to({"action": "set", "rate": rate})
+                await socket.send_json_to({"action": "set", "rate": value})
             except Exception:  # a socket closed for being over the limit: its flood ends
                 return
             await asyncio.sleep(0)
@@ -648,15 +657,11 @@ async def test_a_learner_who_floods_within_the_limits_does_not_starve_another(
     stop = asyncio.Event()
     flooding = [asyncio.create_task(hammer(socket, stop)) for socket in flood]
     try:
-        seen, started = 0, time.monotonic()
-        while time.monotonic() - started < 4.0:
-            message = await watcher.receive_json_from(timeout=10)
-            seen += message["type"] == "snapshot"
-        per_second = seen / (time.monotonic() - started)
+        during = await rate(4.0)
     finally:
         stop.set()
         await asyncio.gather(*flooding)
-    assert per_second >= 3, per_second
+    assert during >= 0.5 * before, (during, before)
 
 
 # -- a lab shared with a class: watcher sockets ---------------------------------------
