@@ -21,6 +21,7 @@ from django.template.loader import render_to_string
 from config.views import REDIS_ERRORS
 from course.records import experiment_outcome_arecord
 from playground import labclient, labprotocol
+from playground.feeds import lab_feeds
 from playground.lab.config import MAX_WORKERS
 
 log = logging.getLogger("playground.consumers")
@@ -122,7 +123,7 @@ class LabConsumer(AsyncJsonWebsocketConsumer):
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         # Whatever ends the socket (the browser, an exception, daphne cancelling it), it
-        # leaves its group and gives back what it holds; channels' disconnect() runs only
+        # leaves its lab's feed and gives back what it holds; channels' disconnect() runs only
         # for a browser that said goodbye.
         self.finished = False
         self.counted = False
@@ -148,7 +149,6 @@ class LabConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self) -> None:
         self.lab_id: str = ""
-        self.group = ""
         self.host = ""  # the lab's host, from its registry record
         self.host_instance: str | None = None
         self.heard = time.monotonic()
@@ -161,7 +161,7 @@ class LabConsumer(AsyncJsonWebsocketConsumer):
         if isinstance(found, Refusal):
             await self.end(code=found.code, reason=found.reason, kind=found.kind)
             return
-        self.lab_id, self.group = found.lab_id, labprotocol.group_name(found.lab_id)
+        self.lab_id = found.lab_id
         refusal = await self.claim()
         if refusal:
             await self.end(code=labprotocol.CLOSE_TOO_MANY, reason=refusal, kind="closed")
@@ -254,7 +254,7 @@ class LabConsumer(AsyncJsonWebsocketConsumer):
                         labclient.socket_release, keys=claims, socket=self.channel_name
                     )
                 if joined:
-                    await self.channel_layer.group_discard(self.group, self.channel_name)
+                    await lab_feeds.leave(self.lab_id, self)
                     await self.to_host("lab.detach")
         except Exception as exc:
             # The group's entry then lapses with the layer's group expiry; the host's viewer
@@ -343,7 +343,8 @@ class LabConsumer(AsyncJsonWebsocketConsumer):
         if self.host_instance is None:
             self.host_instance = await asyncio.to_thread(labclient.host_instance, self.host)
         if not self.joined:
-            await self.channel_layer.group_add(self.group, self.channel_name)
+            # The lab's snapshots come through this process's one feed of the lab.
+            await lab_feeds.join(self.channel_layer, self.lab_id, self)
             self.joined = True
         if event.get("snapshot"):
             await self.send_frame(
