@@ -14,14 +14,13 @@ first. Every client runs in this one process, on the same 2 cores as the servers
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .common import (
     Browser,
@@ -30,12 +29,17 @@ from .common import (
     Skip,
     Stack,
     Target,
+    cpu_seconds,
     csrf_token,
     fmt,
     percentile,
     run_async,
 )
-from .ws import WebSocket, WebSocketClosed
+
+if TYPE_CHECKING:
+    # Imported when a run starts: bench.ws picks txaio's asyncio flavour on import, which
+    # the test run (where daphne picked twisted) cannot take.
+    from .ws import WebSocket
 
 GOAL_WATCHERS = 200
 GOAL_P95_MS = 100.0
@@ -56,10 +60,13 @@ class Watcher:
 
     ws: WebSocket
     arrivals: list[tuple[float, float]] = field(default_factory=list)
+    chars: int = 0  # of the snapshot frames
     closed: str | None = None
     first: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def drain(self, wall_offset: float) -> None:
+        from .ws import WebSocketClosed
+
         # Only the tail is read: 1000 frames a second of a few kB each would cost this
         # process (which shares the 2 cores with the servers) a JSON parse each.
         try:
@@ -68,6 +75,7 @@ class Watcher:
                 match = SENT_AT.search(text[-48:])
                 if match and match.group(1) != "null":
                     self.arrivals.append((arrived + wall_offset, float(match.group(1))))
+                    self.chars += len(text)
                     self.first.set()
                 elif text.startswith('{"type": "closed"') or text.startswith('{"type": "refused"'):
                     self.closed = str(json.loads(text).get("message"))
@@ -84,6 +92,8 @@ class Step:
     per_watcher_hz: float
     closed: list[str]  # why each watcher that closed did
     cpu: dict[str, float]  # % of one core: host, workers, redis, daphne-N, bench
+    waited: list[float]  # % of the time each daphne's event loop was runnable, not running
+    frame_kb: float  # mean size of a snapshot frame
     machine_cpu: float
 
 
@@ -114,17 +124,15 @@ def _cookies(servers: list[Server], path: str, count: int) -> list[tuple[Server,
     return found
 
 
-def _cpu_seconds(process: Any) -> float:
-    import psutil
-
-    with contextlib.suppress(psutil.Error):
-        times = process.cpu_times()
-        return float(times.user + times.system)
-    return 0.0
-
-
-def _cpu_sample(processes: dict[str, list[Any]]) -> dict[str, float]:
-    return {name: sum(map(_cpu_seconds, group)) for name, group in processes.items()}
+def _runnable_seconds(pid: int) -> float:
+    """Time the process's main thread (a daphne's event loop) spent ready to run but waiting
+    for a core: Linux's /proc/<pid>/schedstat, second field (ns). The machine's load, seen
+    from the process."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as stats:
+            return int(stats.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return float("nan")
 
 
 async def _measure(
@@ -137,6 +145,8 @@ async def _measure(
     window: float,
 ) -> list[Step]:
     import psutil
+
+    from .ws import WebSocket
 
     code = path.rstrip("/").rsplit("/", 1)[1].replace("-", "")
     wall_offset = time.time() - time.perf_counter()
@@ -176,7 +186,10 @@ async def _measure(
                 await asyncio.gather(*(w.first.wait() for w in joined))
             await asyncio.sleep(settle)
             processes["workers"] = host.children(recursive=True)
-            before = _cpu_sample(processes)
+            before = {name: cpu_seconds(group) for name, group in processes.items()}
+            waited = [_runnable_seconds(s.process.pid) for s in servers]
+            chars = sum(w.chars for w in watchers)
+            frames = sum(len(w.arrivals) for w in watchers)
             psutil.cpu_percent()
             start = time.time()
             await asyncio.sleep(window)
@@ -188,7 +201,7 @@ async def _measure(
                 for arrived, sent in w.arrivals
                 if start <= arrived < end
             ]
-            after = _cpu_sample(processes)
+            after = {name: cpu_seconds(group) for name, group in processes.items()}
             step = Step(
                 daphnes=len(servers),
                 watchers=len(watchers),
@@ -196,6 +209,13 @@ async def _measure(
                 per_watcher_hz=len(lags) / len(watchers) / elapsed,
                 closed=[w.closed for w in watchers if w.closed],
                 cpu={name: (after[name] - before[name]) / elapsed * 100 for name in after},
+                waited=[
+                    (_runnable_seconds(server.process.pid) - before_s) / elapsed * 100
+                    for server, before_s in zip(servers, waited, strict=True)
+                ],
+                frame_kb=(sum(w.chars for w in watchers) - chars)
+                / max(1, sum(len(w.arrivals) for w in watchers) - frames)
+                / 1000,
                 machine_cpu=psutil.cpu_percent(),
             )
             done.append(step)
@@ -215,6 +235,8 @@ async def _measure(
 
 
 def _run_one(daphnes: int, steps: tuple[int, ...], quick: bool) -> list[Step]:
+    from .ws import WebSocketClosed
+
     settle, window = (QUICK_SETTLE, QUICK_WINDOW) if quick else (SETTLE, WINDOW)
     with Stack("bench-watchers-") as stack:
         redis = stack.redis()
@@ -258,6 +280,7 @@ def run(quick: bool) -> Report:
                 len(step.closed),
                 step.cpu["host"],
                 " / ".join(f"{step.cpu[f'daphne-{n + 1}']:.1f}" for n in range(step.daphnes)),
+                " / ".join(f"{w:.1f}" for w in step.waited),
                 step.cpu["redis"],
                 step.cpu["workers"],
                 step.cpu["bench"],
@@ -283,6 +306,7 @@ def run(quick: bool) -> Report:
             "closed",
             "host %",
             "daphne % each",
+            "daphne waited %",
             "redis %",
             "workers %",
             "bench %",
@@ -294,12 +318,17 @@ def run(quick: bool) -> Report:
         "lag in ms: the host's sent_at (time.time() when it took the snapshot) -> the frame "
         "at a watcher here (the same clock); upd/s each: snapshot frames per watcher a "
         "second (5 when on time); closed: watchers whose socket closed; host %: the lab host "
-        "process only; daphne % each: each web process (100 = one core); redis %: the "
+        "process only; daphne % each: each web process (100 = one core); daphne waited %: "
+        "the share of the time each daphne's event loop was ready to run but had no core "
+        "(/proc/<pid>/schedstat: the machine's load as daphne felt it); redis %: the "
         "Redis of sessions and the Channels layer; workers %: the lab's worker processes; "
         "bench %: this process, all the clients; machine %: all cores, others' too. The "
         "machine is shared: figures from one run are noisy."
     )
-    reasons = Counter(reason for step in done for reason in step.closed)
+    sizes = [step.frame_kb for step in done]
+    report.say(f"a snapshot frame: {fmt(sum(sizes) / len(sizes))} kB on average.")
+    # Closed sockets stay closed: each run's last step holds all of that run's.
+    reasons = Counter(r for step in done if step.watchers == steps[-1] for r in step.closed)
     if reasons:
         report.say(f"why watchers' sockets closed: {dict(reasons.most_common(3))}")
     for daphnes in (1, 2):
