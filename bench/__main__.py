@@ -39,6 +39,12 @@ BENCHMARKS: dict[str, tuple[str, str, str, int]] = {
     "chat": ("bench.chat", "run", "reconnect storm of 50 chat users, jitter off and on", 600),
     "start": ("bench.start", "run", "start lab to every worker shown up, both modes", 300),
     "labs": ("bench.labs", "run", "concurrent labs 1 and 2 hosts hold with update lag p95 ok", 600),
+    "watchers": (
+        "bench.watchers",
+        "run",
+        "200 watchers of one shared lab on 1 and 2 daphne: update lag, CPU",
+        400,
+    ),
     "proxy": (
         "bench.proxy",
         "run",

@@ -145,6 +145,19 @@ def machine_line() -> str:
     return f"{os.cpu_count()} cores, load average {load}, Python {sys.version.split()[0]}"
 
 
+def cpu_seconds(processes: Sequence[Any]) -> float:
+    """CPU seconds (user + system) of these psutil processes; one that has exited counts as
+    nothing."""
+    import psutil
+
+    total = 0.0
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
+
+
 # -- checks for missing parts --------------------------------------------------------------
 
 

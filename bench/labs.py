@@ -30,7 +30,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .common import Report, Skip, Stack, Target, fmt, percentile, require_import, run_async
+from .common import (
+    Report,
+    Skip,
+    Stack,
+    Target,
+    cpu_seconds,
+    fmt,
+    percentile,
+    require_import,
+    run_async,
+)
 
 STEPS = (5, 10, 20, 30, 40, 50)
 QUICK_STEPS = (5, 10, 20)
@@ -292,8 +302,8 @@ async def _run(
                 break
             await asyncio.sleep(settle)
             workers = [w for host in processes for w in host.children(recursive=True)]
-            workers_cpu = _cpu_sum(workers)
-            host_cpu, own_cpu = _cpu_sum(processes), me.cpu_times()
+            workers_cpu = cpu_seconds(workers)
+            host_cpu, own_cpu = cpu_seconds(processes), me.cpu_times()
             psutil.cpu_percent()
             start = time.monotonic()
             await asyncio.sleep(window)
@@ -303,8 +313,8 @@ async def _run(
                 labs=len(sub.labs),
                 start=start,
                 end=end,
-                host_cpu=(_cpu_sum(processes) - host_cpu) / elapsed * 100,
-                workers_cpu=(_cpu_sum(workers) - workers_cpu) / elapsed * 100,
+                host_cpu=(cpu_seconds(processes) - host_cpu) / elapsed * 100,
+                workers_cpu=(cpu_seconds(workers) - workers_cpu) / elapsed * 100,
                 own_cpu=_cpu(me.cpu_times(), own_cpu) / elapsed * 100,
                 machine_cpu=psutil.cpu_percent(),
                 not_running=sum(1 for lab in sub.labs.values() if lab.closed),
@@ -326,18 +336,6 @@ async def _run(
 
 def _cpu(now: Any, before: Any) -> float:
     return float((now.user - before.user) + (now.system - before.system))
-
-
-def _cpu_sum(processes: list[Any]) -> float:
-    """CPU seconds of these processes (one that has exited counts as nothing)."""
-    import psutil
-
-    total = 0.0
-    for process in processes:
-        with contextlib.suppress(psutil.Error):
-            times = process.cpu_times()
-            total += times.user + times.system
-    return total
 
 
 def _table(report: Report, done: list[Step], sub: Subscriber) -> tuple[Step | None, str, bool]:

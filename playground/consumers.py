@@ -81,13 +81,16 @@ class SnapshotFrames:
     def frame(
         self, lab_id: str, snapshot: dict[str, Any], sent_at: float | None, *, watching: bool
     ) -> str:
-        """`sent_at` names the tick (the host's time of the snapshot); None: not shared."""
+        """`sent_at` names the tick (the host's time of the snapshot); None: not shared.
+        The frame carries it too, so a client can measure the update lag."""
         cached = self.latest.get((lab_id, watching))
         if sent_at is not None and cached is not None and cached[0] == sent_at:
             return cached[1]
         context = lab_context(lab_id, snapshot, watching=watching)
         html = render_to_string(f"{TEMPLATE}#live", context)
-        text = json.dumps({"type": "snapshot", "snapshot": snapshot, "html": html})
+        text = json.dumps(
+            {"type": "snapshot", "snapshot": snapshot, "html": html, "sent_at": sent_at}
+        )
         if sent_at is not None and lab_id in self.sockets:
             self.latest[(lab_id, watching)] = (sent_at, text)
         return text

@@ -885,3 +885,23 @@ async def test_a_finished_experiment_writes_its_outcome_on_its_record_once(
         record.held,
         record.figures,
     )
+
+
+async def test_a_snapshot_frame_carries_the_hosts_send_time(
+    labhost: RunningHost, owner_session: Any, sockets: Any
+) -> None:
+    # A client (the watchers benchmark) measures the update lag as arrival minus sent_at.
+    before = time.time()
+    session_key, owner = owner_session()
+    lab_id = await start_lab(owner)
+    socket = sockets(lab_id, session_key)
+    assert (await socket.connect())[0]
+    ticks = []
+    for _ in range(20):
+        message = await socket.receive_json_from(timeout=10)
+        if message["type"] == "snapshot" and message["sent_at"] is not None:
+            ticks.append(message["sent_at"])
+        if len(ticks) == 3:
+            break
+    assert len(ticks) == 3
+    assert before <= ticks[0] < ticks[1] < ticks[2] <= time.time()

@@ -4,6 +4,7 @@ refusals (unknown, ended, malformed, too many lookups), on the real `runlabs` ho
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from django.test import Client
@@ -134,3 +135,15 @@ def test_the_presenter_view_is_the_owners_with_the_join_code_and_its_shortcuts(
     assert "<kbd>k</kbd> then a number" in page
     assert re.search(r"<button[^>]*>\s*Ask the class\s*</button>", page)
     assert f'ws-connect="/ws/labs/{lab_id}/"' in page  # the owner's own socket and controls
+
+
+def test_a_school_can_allow_more_watch_lookups_per_address(
+    labhost_process: HostProcess, settings: Any
+) -> None:
+    # A class of more than 120 behind one NAT address opens its link within a minute.
+    settings.PLAYGROUND_WATCH_LOOKUPS = {"per_window": 2, "window": 60.0}
+    guesser = Client(REMOTE_ADDR="203.0.113.79")
+    for _ in range(2):
+        assert guesser.get("/watch/ABCD-2345/").status_code == 404
+    limited = guesser.get("/watch/ABCD-2346/")
+    assert limited.status_code == 429 and "at most 2 every 60 seconds" in limited.content.decode()
