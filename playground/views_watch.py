@@ -7,6 +7,8 @@ code up. A watcher's page carries no owner token: it reaches the lab only throug
 
 from __future__ import annotations
 
+import dataclasses
+
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -58,13 +60,7 @@ def _share(request: HttpRequest, lab_id: str, *, share: bool) -> HttpResponse:
         code = client.lab_share(record=record, owner=str(owner), share=share)
     except (LabHostUnavailable, LabRefused) as exc:
         code, error = record.watch or None, str(exc)
-    record = LabRecord(
-        lab_id=record.lab_id,
-        owner_digest=record.owner_digest,
-        mode=record.mode,
-        host=record.host,
-        watch=code or "",
-    )
+    record = dataclasses.replace(record, watch=code or "")
     if not request.headers.get("HX-Request"):
         return redirect("playground:lab_detail", lab_id=lab_id)
     context = {**share_context(request, record), "share_error": error}
