@@ -78,7 +78,12 @@ def test_a_class_watches_the_owner_kill_a_worker_and_hears_when_sharing_stops(
     for watcher, _ in watching:
         watcher.wait_for_selector('[data-worker="worker-1"][data-status="down"]', timeout=5_000)
         assert enabled_controls(watcher) == 0
-        assert watcher.locator("[data-command]").count() == 0
+        # The one command a watch page can send: an answer to an open question (none here).
+        commands = watcher.locator("[data-command]")
+        assert commands.count() == 1 and commands.get_attribute("data-command") == (
+            '{"action": "answer"}'
+        )
+        assert commands.is_hidden()
         for name in ("requests_ok", "sessions_lost"):
             assert watcher.locator(f'[data-metric="{name}"]').count() == 1
         expect(watcher.locator("#lab-conn")).to_have_text("Live")
