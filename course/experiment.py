@@ -96,6 +96,9 @@ class Experiment:
     compare: Mapping[str, Mapping[str, Any]]  # variant name -> changes to the preset
     seconds: float
     steps: tuple[Action, ...]
+    # Steps the learner does with a button on the lab page (by index), when they are due;
+    # the run's clock waits for them. Headless runs (the tests) do them at their time.
+    learner_steps: tuple[int, ...]
     predict: Prediction
     check: Condition
     show: tuple[str, ...]
@@ -143,6 +146,7 @@ class Experiment:
             "explain": self.explain,
             "lesson_url": f"{lesson_url}#experiment-{self.slug}",
             "steps": [str(a) for a in self.steps],
+            "learner": list(self.learner_steps),
             "seconds": self.seconds,
             "show": list(self.show),
             "check": self.check.text,
@@ -320,6 +324,7 @@ def experiment_parse(
         problem("'compare' names exactly two variants, one lab each", line_of("compare"))
         compare = {}
     steps: list[Action] = []
+    learner_steps: list[int] = []
     raw_steps = data.get("steps")
     if "steps" in data:
         if not isinstance(raw_steps, list):
@@ -328,13 +333,24 @@ def experiment_parse(
             )
         else:
             for step in raw_steps:
-                if not (isinstance(step, dict) and set(step) == {"at", "do"}):
-                    problem("each step is 'at: SECONDS' and 'do: ACTION'", line_of("steps"))
+                if not (
+                    isinstance(step, dict)
+                    and {"at", "do"} <= set(step) <= {"at", "do", "learner"}
+                    and isinstance(step.get("learner", False), bool)
+                ):
+                    problem(
+                        "each step is 'at: SECONDS' and 'do: ACTION' (and 'learner: true' "
+                        "for a step the learner does with a button)",
+                        line_of("steps"),
+                    )
                     continue
                 try:
                     steps.append(action_parse(f"{step['at']}:{step['do']}"))
                 except ScenarioError as exc:
                     problem(str(exc).replace("--at ", "step "), line_of("steps"))
+                    continue
+                if step.get("learner"):
+                    learner_steps.append(len(steps) - 1)
     if isinstance(lab, dict) and seconds is not None:
         variants = [dict(lab)] if not compare else [{**lab, **c} for c in compare.values()]
         for settings in variants:
@@ -370,6 +386,7 @@ def experiment_parse(
         compare={k: dict(v) for k, v in compare.items()},
         seconds=float(seconds or 0),
         steps=tuple(steps),
+        learner_steps=tuple(learner_steps),
         predict=prediction,
         check=check,
         show=tuple(show),

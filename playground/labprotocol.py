@@ -63,7 +63,9 @@ LAB_ACTIONS = frozenset({"add_worker", "set", "reset", "deploy", "kill_store", "
 # answers (on the watch socket only, as lab.answer).
 ASK_FIELDS = frozenset({"question", "kind", "choices", "figure"})
 POLL_ACTIONS = frozenset({"ask", "close_question", "answer"})
-ACTIONS = WORKER_ACTIONS | LAB_ACTIONS | POLL_ACTIONS
+# A lesson's experiment: the learner does the step its run waits for.
+EXPERIMENT_ACTIONS = frozenset({"step"})
+ACTIONS = WORKER_ACTIONS | LAB_ACTIONS | POLL_ACTIONS | EXPERIMENT_ACTIONS
 # The web tier's rule for a lab id: the ids views draw (8 of a-z0-9), with room to spare.
 # Narrower than the engine's (playground.lab.config.LAB_ID) on purpose: these ids arrive
 # from browsers, in URLs and socket paths, and name Channels groups and registry keys in

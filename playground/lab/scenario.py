@@ -194,19 +194,29 @@ async def scenario_steps(
     actions: list[Action],
     seconds: float,
     on_step: Callable[[int], object] | None = None,
-) -> None:
+    hold: Callable[[int], Awaitable[object]] | None = None,
+) -> float:
     """On a running lab: do each action at its time (in order; one still running delays
     the next), then wait until `seconds` since the lab started. on_step(i) is called once
-    action i is done. LabError names the action that failed."""
+    action i is done. `hold(i)`, when given, is awaited when action i is due and before it
+    is done (a learner's button): the rest of the timeline, the end included, moves on by
+    the time it took. Returns the seconds the lab ran for (`seconds` plus the holds).
+    LabError names the action that failed."""
+    shift = 0.0
     for index, action in enumerate(actions):
-        await asyncio.sleep(max(0.0, action.at - lab.now()))
+        await asyncio.sleep(max(0.0, action.at + shift - lab.now()))
+        if hold is not None:
+            held_at = lab.now()
+            await hold(index)
+            shift += lab.now() - held_at
         try:
             await _operation(lab, action)()
         except LabError as exc:
             raise LabError(f"{action} at {lab.now():.1f} s: {exc}") from exc
         if on_step is not None:
             on_step(index)
-    await asyncio.sleep(max(0.0, seconds - lab.now()))
+    await asyncio.sleep(max(0.0, seconds + shift - lab.now()))
+    return seconds + shift
 
 
 async def scenario_run(config: LabConfig, seconds: float, actions: list[Action]) -> dict[str, Any]:

@@ -56,6 +56,16 @@ class ExperimentRun:
     check_held: bool | None = None
     error: str = ""
     task: asyncio.Task[None] | None = None
+    learner: frozenset[int] = frozenset()  # steps the learner does with a button
+    waiting: int | None = None  # the learner's step the run waits for now
+    pressed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def press(self) -> bool:
+        """The learner's button: do the step the run waits for. False if none waits."""
+        if self.waiting is None:
+            return False
+        self.pressed.set()
+        return True
 
     def describe(self) -> dict[str, Any]:
         """What the lab page shows (the snapshot's `experiment`)."""
@@ -68,10 +78,18 @@ class ExperimentRun:
             "lesson_url": self.lesson_url,
             "seconds": self.seconds,
             "steps": [
-                {"text": str(a), "at": a.at, "done": i < self.steps_done}
+                {
+                    "text": str(a),
+                    "action": str(a).partition(":")[2],  # without its time
+                    "at": a.at,
+                    "done": i < self.steps_done,
+                    "learner": i in self.learner,
+                    "waiting": i == self.waiting,
+                }
                 for i, a in enumerate(self.steps)
-            ],  # fmt: skip
+            ],
             "state": self.state,
+            "waiting": self.waiting is not None,
             "predicted": self.predicted,
             "outcome": [{"figure": f, "value": v} for f, v in self.outcome],
             "held": self.held,
@@ -89,11 +107,22 @@ class ExperimentRun:
             self.steps_done = index + 1
             on_change()
 
+        async def hold(index: int) -> None:
+            if index not in self.learner:
+                return
+            self.pressed.clear()
+            self.waiting = index
+            on_change()
+            try:
+                await self.pressed.wait()
+            finally:
+                self.waiting = None
+
         try:
-            await scenario_steps(lab, self.steps, self.seconds, on_step=stepped)
+            ran = await scenario_steps(lab, self.steps, self.seconds, on_step=stepped, hold=hold)
             lab.metrics.tick()
             report = scenario_report(
-                lab, lab.config, self.seconds, lab.snapshot(), lab.spawn_times, closed=False
+                lab, lab.config, ran, lab.snapshot(), lab.spawn_times, closed=False
             )
         except LabError as exc:
             self.state, self.error = "failed", str(exc)
@@ -153,9 +182,15 @@ def experiment_from_message(raw: Any, config: LabConfig) -> ExperimentRun:
     variant = raw.get("variant") or ""
     if not isinstance(variant, str) or len(variant) > 40:
         raise ExperimentInvalid("experiment variant must be a short name")
+    learner = raw.get("learner") or []
+    if not isinstance(learner, list) or not all(
+        isinstance(i, int) and not isinstance(i, bool) and 0 <= i < len(steps) for i in learner
+    ):
+        raise ExperimentInvalid("experiment learner: the indexes of some of its steps")
     run = ExperimentRun(
         slug=texts["slug"],
         variant=variant,
+        learner=frozenset(learner),
         title=texts["title"],
         claim=texts["claim"],
         explain=texts["explain"],

@@ -626,6 +626,10 @@ class LabHost:
         hosted = await self._lab_for_owner(message)
         if hosted is None:
             return
+        if message.get("action") == "step":
+            if hosted.experiment is None or not hosted.experiment.press():
+                await self._reply(message, "lab.error", message="No step is waiting for you now.")
+            return
         if message.get("action") in labprotocol.POLL_ACTIONS:
             error = self._poll_command(hosted, message)
             if error:

@@ -195,3 +195,14 @@ def test_every_preset_setting_reaches_the_lab_host(experiment: Any) -> None:
     the headless run used it."""
     for config in experiment.configs().values():
         assert set(config) <= CREATE_FIELDS, set(config) - CREATE_FIELDS
+
+
+def test_a_step_can_be_the_learners_to_do() -> None:
+    source = GOOD.replace("    do: kill:worker-1\n", "    do: kill:worker-1\n    learner: true\n")
+    assert "learner: true" in source
+    experiment = experiment_parse(source=source, line=1)
+    assert experiment.learner_steps == (0,)
+    assert experiment.run_message(answer=None, lesson_url="/lessons/x/")["learner"] == [0]
+    bad = GOOD.replace("    do: kill:worker-1\n", "    do: kill:worker-1\n    learner: yes please\n")
+    with pytest.raises(ExperimentError, match="learner: true"):
+        experiment_parse(source=bad, line=1)

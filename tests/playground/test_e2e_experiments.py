@@ -221,3 +221,21 @@ def test_a_side_by_side_experiment_shows_both_labs_and_one_verdict(
     assert "stateful.sessions_lost" in page.locator("[data-outcome]").inner_text()
     assert page.get_by_role("button", name="Kill worker-1 in both").is_enabled()
     assert axe_serious(page) == []
+
+
+def test_a_step_that_is_the_learners_waits_for_their_button(
+    page: Any, live_server_url: str, labhost_process: HostProcess
+) -> None:
+    page.goto(f"{live_server_url}/lessons/stateful-up-close/")
+    card = page.locator('[data-experiment="pause-sticky-worker"]')
+    assert "you do it, with a button" in card.inner_text()
+    card.get_by_role("radio").last.check()
+    card.get_by_role("button", name="Run this experiment").click()
+    page.wait_for_url("**/playground/labs/*/")
+    button = page.get_by_role("button", name="Do it now: pause:worker-2")
+    button.wait_for(timeout=20_000)
+    assert page.locator("[data-outcome]").count() == 0  # the run waits for the learner
+    button.click()
+    page.wait_for_selector('[data-worker="worker-2"][data-status="paused"]', timeout=5_000)
+    page.locator("[data-outcome]").wait_for(timeout=60_000)
+    assert page.locator("[data-prediction]").get_attribute("data-prediction") == "held"

@@ -112,3 +112,51 @@ async def test_a_bad_experiment_is_refused_and_starts_nothing(
     assert reply["type"] == "lab.error" and reply["code"] == 400
     assert message in reply["message"]
     assert lab_id not in labhost.host.labs
+
+
+async def test_a_learners_step_waits_for_their_button_and_the_clock_waits_with_it(
+    labhost: RunningHost,
+    web: RedisChannelLayer,  # noqa: F811
+) -> None:
+    lab_id, reply = await create(web, labhost.name, {**EXPERIMENT, "learner": [0]})
+    assert reply["type"] == "lab.created"
+    hosted = labhost.host.labs[lab_id]
+
+    def experiment() -> dict[str, Any]:
+        return labhost.host._snapshot(hosted)["experiment"]  # type: ignore[index]
+
+    early = await ask(web, labhost.name, "lab.command", lab_id=lab_id, owner="owner", action="step")
+    assert early == {
+        "type": "lab.error",
+        "lab_id": lab_id,
+        "message": "No step is waiting for you now.",
+    }
+    await eventually(lambda: experiment()["waiting"], 20)
+    step = experiment()["steps"][0]
+    assert step["learner"] and step["waiting"] and not step["done"]
+    # Past its end time, the run still waits for the learner (the clock waits too).
+    await eventually(lambda: hosted.lab.now() > EXPERIMENT["seconds"] + 1, 20)
+    assert experiment()["state"] == "running" and experiment()["waiting"]
+    strangers = await ask(web, labhost.name, "lab.command", lab_id=lab_id, owner="x", action="step")
+    assert strangers["type"] == "lab.refused"
+    assert experiment()["waiting"]
+    await web.send(
+        labhost.name,
+        {"type": "lab.command", "lab_id": lab_id, "owner": "owner", "action": "step"},
+    )
+    await eventually(lambda: experiment()["steps"][0]["done"], 10)
+    pressed_at = hosted.lab.now()
+    await eventually(lambda: experiment()["state"] == "done", 20)
+    # Measured for the run's time after the step (4 - 2 s), not cut short by the wait.
+    assert hosted.lab.now() - pressed_at >= EXPERIMENT["seconds"] - 2 - 0.5
+    outcome = {o["figure"]: o["value"] for o in experiment()["outcome"]}
+    assert outcome["sessions_lost"] > 0
+
+
+async def test_a_learner_step_out_of_range_is_refused(
+    labhost: RunningHost,
+    web: RedisChannelLayer,  # noqa: F811
+) -> None:
+    for learner in ([1], ["0"], [True], "0"):
+        _, reply = await create(web, labhost.name, {**EXPERIMENT, "learner": learner})
+        assert reply["type"] == "lab.error" and "learner" in reply["message"]
