@@ -203,6 +203,8 @@ def test_a_step_can_be_the_learners_to_do() -> None:
     experiment = experiment_parse(source=source, line=1)
     assert experiment.learner_steps == (0,)
     assert experiment.run_message(answer=None, lesson_url="/lessons/x/")["learner"] == [0]
-    bad = GOOD.replace("    do: kill:worker-1\n", "    do: kill:worker-1\n    learner: yes please\n")
+    bad = GOOD.replace(
+        "    do: kill:worker-1\n", "    do: kill:worker-1\n    learner: yes please\n"
+    )
     with pytest.raises(ExperimentError, match="learner: true"):
         experiment_parse(source=bad, line=1)
