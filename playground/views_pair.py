@@ -62,34 +62,18 @@ def pair_remember(
 
 @require_safe
 def pair_detail(request: HttpRequest, first: str, second: str) -> HttpResponse:
-    found = _pair(request, first, second)
-    if isinstance(found, HttpResponse):
-        return found
-    lesson_slug, exp, answer, records = found
-    context = {
-        "exp": exp,
-        "exp_lesson": lesson_slug,
-        "first": first,
-        "second": second,
-        "both": [(key, BOTH[key][0]) for key in _both_actions(exp)],
-        **_live(exp, answer, records, str(request.session.get("lab_owner"))),
-    }
+    context = _context(request, first, second)
+    if isinstance(context, HttpResponse):
+        return context
     return render(request, "playground/pair.html", context)
 
 
 @require_safe
 def pair_live(request: HttpRequest, first: str, second: str) -> HttpResponse:
     """The pair's numbers, polled once a second by the page (286: both ended, stop)."""
-    found = _pair(request, first, second)
-    if isinstance(found, HttpResponse):
-        return found
-    _, exp, answer, records = found
-    context = {
-        "exp": exp,
-        "first": first,
-        "second": second,
-        **_live(exp, answer, records, str(request.session.get("lab_owner"))),
-    }
+    context = _context(request, first, second)
+    if isinstance(context, HttpResponse):
+        return context
     verdict = context["verdict"]
     if verdict is not None:
         experiment_pair_outcome_record(
@@ -125,6 +109,22 @@ def pair_command(request: HttpRequest, first: str, second: str) -> HttpResponse:
     if not request.headers.get("HX-Request"):
         return redirect("playground:pair_detail", first=first, second=second)
     return render(request, "playground/pair.html#said", {"said": said})
+
+
+def _context(request: HttpRequest, first: str, second: str) -> dict[str, Any] | HttpResponse:
+    """What the pair's page and its polled part show, or the page that says why not."""
+    found = _pair(request, first, second)
+    if isinstance(found, HttpResponse):
+        return found
+    lesson_slug, exp, answer, records = found
+    return {
+        "exp": exp,
+        "exp_lesson": lesson_slug,
+        "first": first,
+        "second": second,
+        "both": [(key, BOTH[key][0]) for key in _both_actions(exp)],
+        **_live(exp, answer, records, str(request.session.get("lab_owner"))),
+    }
 
 
 def _pair(

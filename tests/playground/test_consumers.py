@@ -41,14 +41,14 @@ from .conftest import (
 SMALL = {"mode": "stateful", "workers": 1, "users": 3, "rate": 10.0, "sticky": True}
 
 
-@pytest.fixture
-async def sockets() -> AsyncIterator[Callable[..., WebsocketCommunicator]]:
-    """Open lab sockets; every one is disconnected at the end of the test."""
+async def _opened(path: str) -> AsyncIterator[Callable[..., WebsocketCommunicator]]:
+    """Open sockets on `path` (formatted with the id it is called with); every one is
+    disconnected at the end of the test."""
     opened: list[WebsocketCommunicator] = []
 
-    def open_socket(lab_id: str, session_key: str | None) -> WebsocketCommunicator:
+    def open_socket(id_: str, session_key: str | None) -> WebsocketCommunicator:
         communicator = WebsocketCommunicator(
-            application, f"/ws/labs/{lab_id}/", headers=session_headers(session_key)
+            application, path.format(id_), headers=session_headers(session_key)
         )
         opened.append(communicator)
         return communicator
@@ -56,6 +56,13 @@ async def sockets() -> AsyncIterator[Callable[..., WebsocketCommunicator]]:
     yield open_socket
     for communicator in opened:
         await communicator.disconnect()
+
+
+@pytest.fixture
+async def sockets() -> AsyncIterator[Callable[..., WebsocketCommunicator]]:
+    """Lab sockets: sockets(lab_id, session_key)."""
+    async for open_socket in _opened("/ws/labs/{}/"):
+        yield open_socket
 
 
 class Clock:
@@ -678,18 +685,9 @@ def watcher_session() -> str:
 
 @pytest.fixture
 async def watchers() -> AsyncIterator[Callable[..., WebsocketCommunicator]]:
-    opened: list[WebsocketCommunicator] = []
-
-    def open_socket(code: str, session_key: str | None) -> WebsocketCommunicator:
-        communicator = WebsocketCommunicator(
-            application, f"/ws/watch/{code}/", headers=session_headers(session_key)
-        )
-        opened.append(communicator)
-        return communicator
-
-    yield open_socket
-    for communicator in opened:
-        await communicator.disconnect()
+    """A class's sockets: watchers(code, session_key)."""
+    async for open_socket in _opened("/ws/watch/{}/"):
+        yield open_socket
 
 
 async def share(record_of: str, owner: str, *, on: bool = True) -> str | None:
