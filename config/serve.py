@@ -31,11 +31,11 @@ import subprocess
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 
 import psutil
 
-from config import embedded_redis
+from config import embedded_redis, lan
 from config.lifeline import die_with_parent
 
 RESTARTS = 5
@@ -157,10 +157,26 @@ def sockets_closed(web: Child, port: int, deadline: float) -> None:
         return
 
 
+def classroom(host: str, port: str, environ: MutableMapping[str, str]) -> list[str]:
+    """With a wildcard HOST (students on their own laptops): put the machine's LAN addresses
+    in `environ` for the children's settings (ALLOWED_HOSTS, PLAYGROUND_PUBLIC_URL unless
+    set) and return the lines that tell students where to join. Otherwise nothing."""
+    if not lan.is_wildcard(host):
+        return []
+    addresses = lan.lan_addresses(families=lan.WILDCARDS[host])
+    environ["LAN_ADDRESSES"] = ",".join(addresses)
+    if not addresses:
+        return ["no LAN address found (is the network up?): only this machine can open the site"]
+    if not environ.get("PLAYGROUND_PUBLIC_URL"):
+        environ["PLAYGROUND_PUBLIC_URL"] = lan.join_url(addresses[0], port)
+    return [f"Students join at {lan.join_url(address, port)}/" for address in addresses]
+
+
 def main() -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
     port = os.environ.get("PORT", "8000")
     host = os.environ.get("HOST", "127.0.0.1")
+    join = classroom(host, port, os.environ)
     redis = None
     if not os.environ.get("REDIS_URL"):
         server = embedded_redis.start()
@@ -185,7 +201,10 @@ def main() -> int:
         subprocess.run([python, "manage.py", "migrate", "--noinput", "-v", "0"], check=True)
         for child in children:
             child.start()
-        print(f"serving http://{host}:{port}/  (Ctrl-C stops everything)", flush=True)
+        shown = "127.0.0.1" if lan.is_wildcard(host) else lan.url_host(host)
+        print(f"serving http://{shown}:{port}/  (Ctrl-C stops everything)", flush=True)
+        for line in join:
+            print(line, flush=True)
         while not stopping:
             if redis is not None:
                 redis.check()

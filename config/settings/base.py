@@ -194,6 +194,11 @@ LOGGING = {
 # processes, any number of them. The web tier places labs on the live hosts of this fleet
 # (a set in Redis that each host joins). See docs/playground-contract.md.
 PLAYGROUND_FLEET = os.environ.get("PLAYGROUND_FLEET", "main")
+# The site's absolute address as learners type it, scheme://host[:port] with no trailing
+# slash (e.g. https://course.example.com), for links shown to be typed on another device
+# (a lab's watch link). `make run` with HOST=0.0.0.0 sets it to its first LAN address.
+# Empty: unknown; build links from the request (request.build_absolute_uri).
+PLAYGROUND_PUBLIC_URL = os.environ.get("PLAYGROUND_PUBLIC_URL", "").strip().rstrip("/")
 
 
 def _networks(name: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
