@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -42,6 +42,17 @@ class Disruption:
     marked_down_after_ms: float | None = None
     failed_before: int = 0  # the balancer's count of requests failed on it, before
     requests_failed: int | None = None  # ... and how many failed because of it (stops)
+
+
+async def _all_or_none(starts: list[Coroutine[Any, Any, object]]) -> None:
+    """Run them together; on the first failure cancel the rest (each cleans up after itself)
+    and raise that failure itself, not a group of one."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            for start in starts:
+                group.create_task(start)
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
 
 
 class Lab:
@@ -108,15 +119,20 @@ class Lab:
         self.origin = self.events.origin = self.metrics.origin = time.monotonic()
         try:
             port = await self.balancer.start()
+            # The store and every worker start at once: each is mostly a process starting
+            # up (an interpreter's imports), so a lab waits for the slowest, not the sum.
             if self.store is not None:
-                await self.store.start()
+                self.supervisor.spec.redis_url = await self.store.listen()
                 self.store.proxy.latency_ms = self.config.store_latency_ms
                 self.store.proxy.jitter_ms = self.config.store_jitter_ms
-                self.supervisor.spec.redis_url = self.store.url
-            for _ in range(self.config.workers):
-                await self._spawn_new()
-                if self.state != "starting":
-                    raise LabError("The lab was closed while it started.")
+            starts: list[Coroutine[Any, Any, object]] = [
+                self._spawn_new() for _ in range(self.config.workers)
+            ]
+            if self.store is not None:
+                starts.append(self.store.start())
+            await _all_or_none(starts)
+            if self.state != "starting":
+                raise LabError("The lab was closed while it started.")
             if self.config.workload == "chat":
                 assert self.config.rooms is not None
                 self.chat = ChatCrowd(
