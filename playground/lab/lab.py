@@ -19,7 +19,7 @@ from .config import CHAT_ONLY, MAX_WORKERS, SETTABLE, SHOP_ONLY, LabConfig
 from .errors import LabError
 from .events import EventCallback, EventLog
 from .metrics import Metrics
-from .process import Supervisor, WorkerProcess, WorkerSpec, describe_exit
+from .process import Supervisor, WorkerPool, WorkerProcess, WorkerSpec, describe_exit
 from .store import Store
 from .users import Crowd
 
@@ -61,9 +61,16 @@ class Lab:
     Times in snapshot() and events are seconds since start().
     """
 
-    def __init__(self, config: LabConfig, on_event: EventCallback | None = None) -> None:
+    def __init__(
+        self,
+        config: LabConfig,
+        on_event: EventCallback | None = None,
+        *,
+        pool: WorkerPool | None = None,
+    ) -> None:
         """on_event, if given, is called (synchronously, must not block) with every event
-        dict {"seq", "t", "kind", "text"} as it happens."""
+        dict {"seq", "t", "kind", "text"} as it happens. pool: warm workers for start()
+        (the lab host's); without one, start() spawns its workers."""
         config.validate()
         self.config = config
         self.origin = time.monotonic()
@@ -97,6 +104,7 @@ class Lab:
             on_ready=self._on_ready,
             on_exit=self._on_exit,
             auto_restart=config.auto_restart,
+            pool=pool,
         )
         self.crowd: Crowd | None = None  # the shop's users
         self.chat: ChatCrowd | None = None  # the chat's users
@@ -126,7 +134,7 @@ class Lab:
                 self.store.proxy.latency_ms = self.config.store_latency_ms
                 self.store.proxy.jitter_ms = self.config.store_jitter_ms
             starts: list[Coroutine[Any, Any, object]] = [
-                self._spawn_new() for _ in range(self.config.workers)
+                self._spawn_new(warm=True) for _ in range(self.config.workers)
             ]
             if self.store is not None:
                 starts.append(self.store.start())
@@ -233,14 +241,14 @@ class Lab:
             finally:
                 worker.busy_with = ""
 
-    async def _spawn_new(self) -> WorkerProcess:
+    async def _spawn_new(self, *, warm: bool = False) -> WorkerProcess:
         name = f"worker-{self._next_number}"
         self._next_number += 1
         worker = self.supervisor.add(name)
         self.balancer.add(name)
         try:
             async with self._busy(worker, "starting"):
-                await self.supervisor.spawn(worker)
+                await self.supervisor.spawn(worker, warm=warm)
         except BaseException:
             self.supervisor.forget(worker)
             self.balancer.remove(name)

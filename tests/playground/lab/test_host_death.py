@@ -88,3 +88,37 @@ def test_die_with_parent_alone_ends_a_child_when_its_spawner_dies() -> None:
     for pid in leftover:
         os.kill(pid, signal.SIGKILL)
     assert leftover == []
+
+
+POOL = """
+import asyncio, json
+from playground.lab import WorkerPool
+
+async def main():
+    async with WorkerPool(2) as pool:
+        while len(pool.pids()) < 2:
+            await asyncio.sleep(0.05)
+        print(json.dumps(pool.pids()), flush=True)
+        await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+def test_sigkilled_lab_host_leaves_no_warm_worker() -> None:
+    host = subprocess.Popen(
+        [sys.executable, "-c", POOL], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert host.stdout is not None
+        pids = json.loads(host.stdout.readline())
+        assert len(pids) == 2 and set(pids) <= set(find_orphans(pids))  # they wait now
+    finally:
+        os.kill(host.pid, signal.SIGKILL)
+        host.wait()
+        assert host.stdout is not None
+        host.stdout.close()
+    deadline = time.monotonic() + 2.0
+    while find_orphans(pids) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert find_orphans(pids) == []
