@@ -201,8 +201,6 @@ class WorkerPool:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.all_pids: list[int] = []
-        self.failures = 0  # warm workers that would not start (the pool then backs off)
         self._ready: deque[asyncio.subprocess.Process] = deque()
         self._wanted = asyncio.Event()
         self._filler: asyncio.Task[None] | None = None
@@ -243,8 +241,7 @@ class WorkerPool:
             try:
                 self._ready.append(await self._spawn())
                 delay = POOL_RETRY_FIRST
-            except LabError:
-                self.failures += 1
+            except LabError:  # e.g. out of memory: labs spawn cold meanwhile
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, POOL_RETRY_MAX)
 
@@ -265,7 +262,6 @@ class WorkerPool:
         except OSError as exc:
             raise LabError(f"a warm worker could not be spawned: {exc}") from exc
         _spawned.add(process.pid)
-        self.all_pids.append(process.pid)
         try:
             assert process.stdout is not None
             async with asyncio.timeout(READY_TIMEOUT):
