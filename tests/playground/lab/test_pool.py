@@ -87,3 +87,13 @@ async def test_an_empty_or_broken_pool_means_a_cold_start(pool: WorkerPool) -> N
         assert [w.warm for w in lab.supervisor.workers.values()] == [False, False]
     finally:
         await lab.close()
+
+
+async def test_a_pool_of_size_0_holds_nothing_and_labs_spawn() -> None:
+    async with WorkerPool(0) as none:  # runlabs --warm-workers 0
+        lab = Lab(LabConfig(lab_id="warm5", workers=1, users=1, rate=5), pool=none)
+        try:
+            await lab.start()
+            assert none.pids() == [] and not lab.supervisor.workers["worker-1"].warm
+        finally:
+            await lab.close()
