@@ -2,11 +2,12 @@
 
 Starts an embedded Redis when REDIS_URL is unset, applies migrations, then runs daphne
 (the stateless web tier) and the lab host (`manage.py runlabs`, the stateful part) as
-children. With HOST=0.0.0.0 (or ::), a classroom: the machine's LAN addresses (config/lan.py)
-go to the children's settings (LAN_ADDRESSES: allowed hosts; PLAYGROUND_PUBLIC_URL unless
-set) and are printed as "Students join at http://<address>:<port>/". A child that dies is started again, as a process manager would in production:
-kill the lab host in front of a class and the site stays up, the running labs end, and a
-new lab can be started a moment later. The embedded Redis is supervised too: started again
+children. With HOST=0.0.0.0 (or ::), a classroom: the machine's LAN addresses
+(config/lan.py) go to the children's settings (LAN_ADDRESSES: allowed hosts;
+PLAYGROUND_PUBLIC_URL unless set) and are printed as "Students join at
+http://<address>:<port>/". A child that dies is started again, as a process manager would in
+production: kill the lab host in front of a class and the site stays up, the running labs
+end, and a new lab can be started a moment later. The embedded Redis is supervised too: started again
 on the same port (so every client reconnects to it), REDIS_FIRST_DELAY seconds after it
 died, then twice as long after each death that follows within WINDOW seconds, so that an
 outage is a window the other processes live through, not a race. It comes back empty (no
