@@ -1,21 +1,21 @@
 """`make run`: the whole site on one machine, and nothing left behind on Ctrl-C.
 
-Starts an embedded Redis when REDIS_URL is unset, applies migrations, then runs daphne
-(the stateless web tier) and the lab host (`manage.py runlabs`, the stateful part) as
-children. With HOST=0.0.0.0 (or ::), a classroom: the machine's LAN addresses
-(config/lan.py) go to the children's settings (LAN_ADDRESSES: allowed hosts;
-PLAYGROUND_PUBLIC_URL unless set) and are printed as "Students join at
-http://<address>:<port>/". A child that dies is started again, as a process manager would in
-production: kill the lab host in front of a class and the site stays up, the running labs
-end, and a new lab can be started a moment later. The embedded Redis is supervised too: started again
-on the same port (so every client reconnects to it), REDIS_FIRST_DELAY seconds after it
-died, then twice as long after each death that follows within WINDOW seconds, so that an
-outage is a window the other processes live through, not a race. It comes back empty (no
-persistence): sessions and progress are lost; the lab host re-writes its labs' records.
-A child that cannot start at all (an error exit within STARTUP seconds of its first start)
-or keeps dying (RESTARTS + 1 exits within WINDOW seconds) stops the whole site with a
-message instead of looping. Ctrl-C or SIGTERM stops every child and the embedded Redis; if
-this process is killed outright, the kernel kills the children (PR_SET_PDEATHSIG).
+Starts an embedded Redis when REDIS_URL is unset, applies migrations, then runs daphne (the
+stateless web tier) and the lab host (`manage.py runlabs`, the stateful part) as children.
+With HOST=0.0.0.0 (or ::), a classroom: the machine's LAN addresses (config/lan.py) go to
+the children's settings (LAN_ADDRESSES: allowed hosts; PLAYGROUND_PUBLIC_URL unless set) and
+are printed as "Students join at http://<address>:<port>/". A child that dies is started
+again, as a process manager would in production: kill the lab host in front of a class and
+the site stays up, the running labs end, and a new lab can be started a moment later. The
+embedded Redis is supervised too: started again on the same port (so every client reconnects
+to it), REDIS_FIRST_DELAY seconds after it died, then twice as long after each death that
+follows within WINDOW seconds, so that an outage is a window the other processes live
+through, not a race. It comes back empty (no persistence): sessions and progress are lost;
+the lab host re-writes its labs' records. A child that cannot start at all (an error exit
+within STARTUP seconds of its first start) or keeps dying (RESTARTS + 1 exits within WINDOW
+seconds) stops the whole site with a message instead of looping. Ctrl-C or SIGTERM stops
+every child and the embedded Redis; if this process is killed outright, the kernel kills the
+children (PR_SET_PDEATHSIG).
 
 Ctrl-C reaches this process only (each child runs in a process group of its own), and the
 children are stopped one after the other, each while the ones it talks to still run: the
