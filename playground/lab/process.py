@@ -34,6 +34,7 @@ CRASH_WINDOW = 10.0  # ... within StartLimitIntervalSec=10
 # -S: no site-packages; the worker uses the standard library only and starts faster (a chat
 # worker appends wsproto's directories itself: PLAYGROUND_WORKER_LIBS).
 INTERPRETER = (sys.executable, "-S", "-m", "playground.worker")
+POOL_REFILL_AFTER = 0.5  # seconds after a claim before the pool starts replacements
 POOL_RETRY_FIRST = 1.0  # a warm worker that would not start: the pool tries again after this,
 POOL_RETRY_MAX = 60.0  # doubling up to this; labs meanwhile spawn cold
 
@@ -237,6 +238,9 @@ class WorkerPool:
             if len(self._ready) >= self.size:
                 self._wanted.clear()
                 await self._wanted.wait()
+                # The start that claimed them first: a replacement's interpreter start
+                # (60-150 ms of CPU) would compete with it, and with its page, on 2 cores.
+                await asyncio.sleep(POOL_REFILL_AFTER)
                 continue
             try:
                 self._ready.append(await self._spawn())
