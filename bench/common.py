@@ -367,10 +367,18 @@ class Browser:
 
     def lab_start(self, **fields: str) -> str:
         """Start a lab through the playground's form, as a learner does; return its id."""
+        return self.lab_submit(self.lab_form(), **fields)
+
+    def lab_form(self) -> str:
+        """Open the start form (GET /playground/); its CSRF token."""
         start = self.request("/playground/")
         token = csrf_token(start.text) if start.status == 200 else None
         if token is None:
             raise Skip(f"no lab start form at /playground/ (GET answered {start.status})")
+        return token
+
+    def lab_submit(self, token: str, **fields: str) -> str:
+        """Press `Start lab` on an open form (the POST, and its redirect); the lab's id."""
         started = self.request("/playground/labs/", {"csrfmiddlewaretoken": token, **fields})
         match = LAB_PATH.search(started.url)
         if started.status != 200 or match is None:

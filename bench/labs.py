@@ -366,6 +366,7 @@ def _table(report: Report, done: list[Step], sub: Subscriber) -> tuple[Step | No
                 found["failed"],
                 step.host_cpu,
                 step.workers_cpu,
+                (step.host_cpu + step.workers_cpu) / step.labs,
                 step.machine_cpu,
                 step.own_cpu,
                 "yes" if met else "no",
@@ -384,6 +385,7 @@ def _table(report: Report, done: list[Step], sub: Subscriber) -> tuple[Step | No
             "failed",
             "host %",
             "workers %",
+            "% per lab",
             "machine %",
             "bench %",
             "met",
@@ -394,7 +396,8 @@ def _table(report: Report, done: list[Step], sub: Subscriber) -> tuple[Step | No
         "lag and gap in ms; +/-: half-width of the clock bound (median over labs); "
         "gap: time between two updates of a lab (200 ms when on time); host %: the lab "
         "host processes only; workers %: all their worker processes together (100 = one "
-        "core); machine %: all cores, others' too."
+        "core); % per lab: (host % + workers %) / labs, what one lab costs; machine %: all "
+        "cores, others' too."
     )
     return best, missed, exact
 

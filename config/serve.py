@@ -1,18 +1,21 @@
 """`make run`: the whole site on one machine, and nothing left behind on Ctrl-C.
 
-Starts an embedded Redis when REDIS_URL is unset, applies migrations, then runs daphne
-(the stateless web tier) and the lab host (`manage.py runlabs`, the stateful part) as
-children. A child that dies is started again, as a process manager would in production:
-kill the lab host in front of a class and the site stays up, the running labs end, and a
-new lab can be started a moment later. The embedded Redis is supervised too: started again
-on the same port (so every client reconnects to it), REDIS_FIRST_DELAY seconds after it
-died, then twice as long after each death that follows within WINDOW seconds, so that an
-outage is a window the other processes live through, not a race. It comes back empty (no
-persistence): sessions and progress are lost; the lab host re-writes its labs' records.
-A child that cannot start at all (an error exit within STARTUP seconds of its first start)
-or keeps dying (RESTARTS + 1 exits within WINDOW seconds) stops the whole site with a
-message instead of looping. Ctrl-C or SIGTERM stops every child and the embedded Redis; if
-this process is killed outright, the kernel kills the children (PR_SET_PDEATHSIG).
+Starts an embedded Redis when REDIS_URL is unset, applies migrations, then runs daphne (the
+stateless web tier) and the lab host (`manage.py runlabs`, the stateful part) as children.
+With HOST=0.0.0.0 (or ::), a classroom: the machine's LAN addresses (config/lan.py) go to
+the children's settings (LAN_ADDRESSES: allowed hosts; PLAYGROUND_PUBLIC_URL unless set) and
+are printed as "Students join at http://<address>:<port>/". A child that dies is started
+again, as a process manager would in production: kill the lab host in front of a class and
+the site stays up, the running labs end, and a new lab can be started a moment later. The
+embedded Redis is supervised too: started again on the same port (so every client reconnects
+to it), REDIS_FIRST_DELAY seconds after it died, then twice as long after each death that
+follows within WINDOW seconds, so that an outage is a window the other processes live
+through, not a race. It comes back empty (no persistence): sessions and progress are lost;
+the lab host re-writes its labs' records. A child that cannot start at all (an error exit
+within STARTUP seconds of its first start) or keeps dying (RESTARTS + 1 exits within WINDOW
+seconds) stops the whole site with a message instead of looping. Ctrl-C or SIGTERM stops
+every child and the embedded Redis; if this process is killed outright, the kernel kills the
+children (PR_SET_PDEATHSIG).
 
 Ctrl-C reaches this process only (each child runs in a process group of its own), and the
 children are stopped one after the other, each while the ones it talks to still run: the
@@ -31,11 +34,11 @@ import subprocess
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 
 import psutil
 
-from config import embedded_redis
+from config import embedded_redis, lan
 from config.lifeline import die_with_parent
 
 RESTARTS = 5
@@ -157,10 +160,26 @@ def sockets_closed(web: Child, port: int, deadline: float) -> None:
         return
 
 
+def classroom(host: str, port: str, environ: MutableMapping[str, str]) -> list[str]:
+    """With a wildcard HOST (students on their own laptops): put the machine's LAN addresses
+    in `environ` for the children's settings (ALLOWED_HOSTS, PLAYGROUND_PUBLIC_URL unless
+    set) and return the lines that tell students where to join. Otherwise nothing."""
+    if not lan.is_wildcard(host):
+        return []
+    addresses = lan.lan_addresses(families=lan.WILDCARDS[host])
+    environ["LAN_ADDRESSES"] = ",".join(addresses)
+    if not addresses:
+        return ["no LAN address found (is the network up?): only this machine can open the site"]
+    if not environ.get("PLAYGROUND_PUBLIC_URL"):
+        environ["PLAYGROUND_PUBLIC_URL"] = lan.join_url(addresses[0], port)
+    return [f"Students join at {lan.join_url(address, port)}/" for address in addresses]
+
+
 def main() -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
     port = os.environ.get("PORT", "8000")
     host = os.environ.get("HOST", "127.0.0.1")
+    join = classroom(host, port, os.environ)
     redis = None
     if not os.environ.get("REDIS_URL"):
         server = embedded_redis.start()
@@ -185,7 +204,10 @@ def main() -> int:
         subprocess.run([python, "manage.py", "migrate", "--noinput", "-v", "0"], check=True)
         for child in children:
             child.start()
-        print(f"serving http://{host}:{port}/  (Ctrl-C stops everything)", flush=True)
+        shown = "127.0.0.1" if lan.is_wildcard(host) else lan.url_host(host)
+        print(f"serving http://{shown}:{port}/  (Ctrl-C stops everything)", flush=True)
+        for line in join:
+            print(line, flush=True)
         while not stopping:
             if redis is not None:
                 redis.check()

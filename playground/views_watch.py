@@ -28,7 +28,7 @@ def share_context(request: HttpRequest, record: LabRecord) -> dict[str, object]:
     path = reverse("watch", args=[labprotocol.watch_code_display(record.watch)])
     # The address students type: the machine's LAN address when make run serves a class
     # (HOST=0.0.0.0), else the one the owner's browser used.
-    public = str(getattr(settings, "PLAYGROUND_PUBLIC_URL", "") or "").rstrip("/")
+    public = settings.PLAYGROUND_PUBLIC_URL
     url = f"{public}{path}" if public else request.build_absolute_uri(path)
     return {
         "lab_id": record.lab_id,

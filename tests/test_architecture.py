@@ -19,6 +19,7 @@ CONFIG_ENTRY_POINTS = {"config/asgi.py", "config/urls.py"}
 DJANGO_FREE = [
     "config.lifeline",
     "config.embedded_redis",
+    "config.lan",
     "course.lessons",
     "course.markdown",
     "course.markdown_process",

@@ -198,6 +198,12 @@ PLAYGROUND_FLEET = os.environ.get("PLAYGROUND_FLEET", "main")
 # `manage.py pruneruns` deletes the expired ones (saving a run also does).
 PLAYGROUND_RUN_DAYS = int(os.environ.get("PLAYGROUND_RUN_DAYS", "30"))
 
+# The site's absolute address as learners type it, scheme://host[:port] with no trailing
+# slash (e.g. https://course.example.com), for links shown to be typed on another device
+# (a lab's watch link). `make run` with HOST=0.0.0.0 sets it to its first LAN address.
+# Empty: unknown; build links from the request (request.build_absolute_uri).
+PLAYGROUND_PUBLIC_URL = os.environ.get("PLAYGROUND_PUBLIC_URL", "").strip().rstrip("/")
+
 
 def _networks(name: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     try:

@@ -10,13 +10,20 @@ without it.
 
 import os
 
+from config.lan import is_wildcard, url_host
+
 from .base import *  # noqa: F403
 from .base import ALLOWED_HOSTS
 
 DEBUG = os.environ.get("DEBUG", "") == "1"
 SECRET_KEY = "dev-insecure-key-do-not-use-in-production"
-# Loopback, plus the address `make run` serves on when HOST names another one.
-ALLOWED_HOSTS = [*ALLOWED_HOSTS, *filter(None, [os.environ.get("HOST", "")])]
+# Loopback, plus the address `make run` serves on when HOST names one; with HOST=0.0.0.0 (a
+# classroom), the machine's LAN addresses, which the launcher finds and passes in
+# LAN_ADDRESSES (config/lan.py). The socket's origin check follows ALLOWED_HOSTS.
+_HOST = os.environ.get("HOST", "")
+_SERVED = [url_host(_HOST)] if _HOST and not is_wildcard(_HOST) else []
+_LAN = [url_host(a.strip()) for a in os.environ.get("LAN_ADDRESSES", "").split(",") if a.strip()]
+ALLOWED_HOSTS = [*ALLOWED_HOSTS, *_SERVED, *_LAN]
 # Static files straight from the source tree, DEBUG or not: no collectstatic step.
 WHITENOISE_USE_FINDERS = True
 STATIC_ROOT = None  # type: ignore[assignment]

@@ -17,5 +17,6 @@ can run a lab alike.
 from .config import LabConfig
 from .errors import LabError
 from .lab import Lab
+from .process import WorkerPool
 
-__all__ = ["Lab", "LabConfig", "LabError"]
+__all__ = ["Lab", "LabConfig", "LabError", "WorkerPool"]

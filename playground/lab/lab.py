@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -19,7 +19,7 @@ from .config import CHAT_ONLY, MAX_WORKERS, SETTABLE, SHOP_ONLY, LabConfig
 from .errors import LabError
 from .events import EventCallback, EventLog
 from .metrics import Metrics
-from .process import Supervisor, WorkerProcess, WorkerSpec, describe_exit
+from .process import Supervisor, WorkerPool, WorkerProcess, WorkerSpec, describe_exit
 from .store import Store
 from .users import Crowd
 
@@ -44,15 +44,33 @@ class Disruption:
     requests_failed: int | None = None  # ... and how many failed because of it (stops)
 
 
+async def _all_or_none(starts: list[Coroutine[Any, Any, object]]) -> None:
+    """Run them together; on the first failure cancel the rest (each cleans up after itself)
+    and raise that failure itself, not a group of one."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            for start in starts:
+                group.create_task(start)
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+
+
 class Lab:
     """One running lab. Create it, `await start()`, drive it, always `await close()`.
 
     Times in snapshot() and events are seconds since start().
     """
 
-    def __init__(self, config: LabConfig, on_event: EventCallback | None = None) -> None:
+    def __init__(
+        self,
+        config: LabConfig,
+        on_event: EventCallback | None = None,
+        *,
+        pool: WorkerPool | None = None,
+    ) -> None:
         """on_event, if given, is called (synchronously, must not block) with every event
-        dict {"seq", "t", "kind", "text"} as it happens."""
+        dict {"seq", "t", "kind", "text"} as it happens. pool: warm workers for start()
+        (the lab host's); without one, start() spawns its workers."""
         config.validate()
         self.config = config
         self.origin = time.monotonic()
@@ -86,6 +104,7 @@ class Lab:
             on_ready=self._on_ready,
             on_exit=self._on_exit,
             auto_restart=config.auto_restart,
+            pool=pool,
         )
         self.crowd: Crowd | None = None  # the shop's users
         self.chat: ChatCrowd | None = None  # the chat's users
@@ -108,15 +127,20 @@ class Lab:
         self.origin = self.events.origin = self.metrics.origin = time.monotonic()
         try:
             port = await self.balancer.start()
+            # The store and every worker start at once: each is mostly a process starting
+            # up (an interpreter's imports), so a lab waits for the slowest, not the sum.
             if self.store is not None:
-                await self.store.start()
+                self.supervisor.spec.redis_url = await self.store.listen()
                 self.store.proxy.latency_ms = self.config.store_latency_ms
                 self.store.proxy.jitter_ms = self.config.store_jitter_ms
-                self.supervisor.spec.redis_url = self.store.url
-            for _ in range(self.config.workers):
-                await self._spawn_new()
-                if self.state != "starting":
-                    raise LabError("The lab was closed while it started.")
+            starts: list[Coroutine[Any, Any, object]] = [
+                self._spawn_new(warm=True) for _ in range(self.config.workers)
+            ]
+            if self.store is not None:
+                starts.append(self.store.start())
+            await _all_or_none(starts)
+            if self.state != "starting":
+                raise LabError("The lab was closed while it started.")
             if self.config.workload == "chat":
                 assert self.config.rooms is not None
                 self.chat = ChatCrowd(
@@ -217,14 +241,14 @@ class Lab:
             finally:
                 worker.busy_with = ""
 
-    async def _spawn_new(self) -> WorkerProcess:
+    async def _spawn_new(self, *, warm: bool = False) -> WorkerProcess:
         name = f"worker-{self._next_number}"
         self._next_number += 1
         worker = self.supervisor.add(name)
         self.balancer.add(name)
         try:
             async with self._busy(worker, "starting"):
-                await self.supervisor.spawn(worker)
+                await self.supervisor.spawn(worker, warm=warm)
         except BaseException:
             self.supervisor.forget(worker)
             self.balancer.remove(name)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import json
 import os
 import signal
 import sys
@@ -29,6 +30,13 @@ CLOSE_GRACE = 0.5
 BACKOFF_FIRST = 0.1  # like systemd's RestartSec with RestartSteps: 100 ms, doubling
 CRASH_LIMIT = 3  # like StartLimitBurst=3 ...
 CRASH_WINDOW = 10.0  # ... within StartLimitIntervalSec=10
+
+# -S: no site-packages; the worker uses the standard library only and starts faster (a chat
+# worker appends wsproto's directories itself: PLAYGROUND_WORKER_LIBS).
+INTERPRETER = (sys.executable, "-S", "-m", "playground.worker")
+POOL_REFILL_AFTER = 0.5  # seconds after a claim before the pool starts replacements
+POOL_RETRY_FIRST = 1.0  # a warm worker that would not start: the pool tries again after this,
+POOL_RETRY_MAX = 60.0  # doubling up to this; labs meanwhile spawn cold
 
 # Every worker pid spawned by this Python process, for orphan checks in tests.
 _spawned: set[int] = set()
@@ -99,13 +107,12 @@ class WorkerSpec:
     workload: str = "shop"  # chat: WebSocket rooms (playground.worker.chat)
 
     def command(self, name: str) -> list[str]:
-        # -S: no site-packages; the worker uses the standard library only and starts faster
-        # (a chat worker appends wsproto's directories itself: PLAYGROUND_WORKER_LIBS).
+        return [*INTERPRETER, *self.arguments(name)]
+
+    def arguments(self, name: str) -> list[str]:
+        """The worker's flags: what a cold spawn gets on its command line and a warm one
+        (WorkerPool) on stdin, so both run the lab's settings."""
         args = [
-            sys.executable,
-            "-S",
-            "-m",
-            "playground.worker",
             "--name",
             name,
             "--mode",
@@ -147,6 +154,7 @@ class WorkerProcess:
     crash_times: deque[float] = field(default_factory=lambda: deque(maxlen=CRASH_LIMIT))
     crash_loop: bool = False
     spawn_ms: float | None = None
+    warm: bool = False  # its current process came from the WorkerPool
     version: int = 0  # the release its current process runs
     spawn_history: list[float] = field(default_factory=list)
     stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=20))
@@ -179,6 +187,125 @@ def describe_exit(returncode: int | None) -> str:
     return f"exit code {returncode}"
 
 
+class WorkerPool:
+    """Warm workers, like a serverless platform's provisioned concurrency: processes that
+    have started Python and imported the worker, then wait, idle, until a lab starts and
+    claims them. A claimed one gets the very flags a cold spawn would have on its command
+    line (WorkerSpec.arguments), so every lab's settings hold; it is the lab's from then on,
+    as if the lab had spawned it. The pool refills in the background, one process at a time.
+
+    A lab host keeps one (`manage.py runlabs --warm-workers`); a Lab without one spawns
+    cold. Only a lab's start uses it: restarts, added workers and deploys spawn cold, so
+    what the lab shows of a process's start stays true. Its processes die with the host
+    (the lifeline, and the end of their stdin) and are SIGKILLed by close().
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._ready: deque[asyncio.subprocess.Process] = deque()
+        self._wanted = asyncio.Event()
+        self._filler: asyncio.Task[None] | None = None
+        self._env = _worker_env()
+
+    async def __aenter__(self) -> WorkerPool:
+        self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    def start(self) -> None:
+        if self._filler is None and self.size > 0:
+            self._filler = asyncio.create_task(self._fill_loop())
+
+    def pids(self) -> list[int]:
+        """The warm processes waiting now."""
+        return [process.pid for process in self._ready if process.returncode is None]
+
+    def claim(self) -> asyncio.subprocess.Process | None:
+        """A waiting warm worker (its stdout has said WAITING), or None when there is none."""
+        self._wanted.set()
+        while self._ready:
+            process = self._ready.popleft()
+            if process.returncode is None:
+                return process
+        return None
+
+    async def _fill_loop(self) -> None:
+        delay = POOL_RETRY_FIRST
+        while True:
+            self._ready = deque(p for p in self._ready if p.returncode is None)
+            if len(self._ready) >= self.size:
+                self._wanted.clear()
+                await self._wanted.wait()
+                # The start that claimed them first: a replacement's interpreter start
+                # (60-150 ms of CPU) would compete with it, and with its page, on 2 cores.
+                await asyncio.sleep(POOL_REFILL_AFTER)
+                continue
+            try:
+                self._ready.append(await self._spawn())
+                delay = POOL_RETRY_FIRST
+            except LabError:  # e.g. out of memory: labs spawn cold meanwhile
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, POOL_RETRY_MAX)
+
+    async def _spawn(self) -> asyncio.subprocess.Process:
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *INTERPRETER,
+                "--pooled",
+                "--parent-pid",
+                str(os.getpid()),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=ROOT,
+                env=self._env,
+                start_new_session=True,  # as a cold spawn (see Supervisor._spawn)
+            )
+        except OSError as exc:
+            raise LabError(f"a warm worker could not be spawned: {exc}") from exc
+        _spawned.add(process.pid)
+        try:
+            assert process.stdout is not None
+            async with asyncio.timeout(READY_TIMEOUT):
+                line = await process.stdout.readline()
+            if line != b"WAITING\n":
+                raise LabError(f"a warm worker did not start: {describe_exit(process.returncode)}")
+        except BaseException:
+            _kill_group(process)
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(process.wait())
+            raise
+        return process
+
+    async def close(self) -> None:
+        """Stop refilling and SIGKILL every waiting process; returns once they are reaped."""
+        self.size = 0
+        if self._filler is not None:
+            self._filler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._filler
+        waiting, self._ready = list(self._ready), deque()
+        for process in waiting:
+            _kill_group(process)
+        await asyncio.gather(*(process.wait() for process in waiting))
+
+
+def _starting(worker: WorkerProcess, version: int) -> None:
+    worker.state = "starting"
+    worker.expected_exit = None
+    worker.port = None
+    worker.stderr_tail.clear()
+    worker.version = version
+
+
+def _kill_group(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
 class Supervisor:
     """Starts and ends the lab's worker processes, and restarts crashed ones if asked.
 
@@ -194,8 +321,10 @@ class Supervisor:
         on_ready: Callable[[WorkerProcess], None],
         on_exit: Callable[[WorkerProcess], None],
         auto_restart: bool = False,
+        pool: WorkerPool | None = None,
     ) -> None:
         self.spec = spec
+        self.pool = pool
         self.emit = emit
         self.on_ready = on_ready
         self.on_exit = on_exit
@@ -232,8 +361,9 @@ class Supervisor:
 
     # -- start --
 
-    async def spawn(self, worker: WorkerProcess) -> None:
-        """Start the worker's process and return once it accepts connections.
+    async def spawn(self, worker: WorkerProcess, *, warm: bool = False) -> None:
+        """Start the worker's process and return once it accepts connections; `warm`: from
+        the pool if it has one waiting (a lab's start), else spawned.
 
         Raises LabError (after killing what it started) if it does not come up.
         """
@@ -245,18 +375,24 @@ class Supervisor:
         self._spawning += 1
         self._no_spawns.clear()
         try:
-            await self._spawn(worker)
+            await self._spawn(worker, warm)
         finally:
             self._spawning -= 1
             if not self._spawning:
                 self._no_spawns.set()
 
-    async def _spawn(self, worker: WorkerProcess) -> None:
-        worker.state = "starting"
-        worker.expected_exit = None
-        worker.port = None
-        worker.stderr_tail.clear()
-        worker.version = self.spec.version
+    async def _spawn(self, worker: WorkerProcess, warm: bool) -> None:
+        _starting(worker, self.spec.version)
+        process = self._claim(worker) if warm and self.pool is not None else None
+        if process is not None:
+            try:
+                await self._until_ready(worker, process, time.perf_counter(), warm=True)
+                return
+            except LabError:
+                if self.closing:
+                    raise
+                # It died while it waited (killed, out of memory): this worker spawns.
+                _starting(worker, self.spec.version)
         started = time.perf_counter()
         try:
             process = await asyncio.create_subprocess_exec(
@@ -275,6 +411,31 @@ class Supervisor:
             worker.state = "exited"
             raise LabError(f"{worker.name} could not be spawned: {exc}") from exc
         _spawned.add(process.pid)
+        await self._until_ready(worker, process, started, warm=False)
+
+    def _claim(self, worker: WorkerProcess) -> asyncio.subprocess.Process | None:
+        """A warm process from the pool, handed this worker's flags; None if none waits."""
+        assert self.pool is not None
+        process = self.pool.claim()
+        if process is None:
+            return None
+        assert process.stdin is not None
+        flags = json.dumps(self.spec.arguments(worker.name)).encode()
+        process.stdin.write(flags + b"\n")
+        process.stdin.close()  # one that died meanwhile fails its READY line instead
+        return process
+
+    async def _until_ready(
+        self,
+        worker: WorkerProcess,
+        process: asyncio.subprocess.Process,
+        started: float,
+        *,
+        warm: bool,
+    ) -> None:
+        """Make `process` the worker's and wait for its READY line; on failure kill it and
+        raise LabError."""
+        worker.warm = warm
         self.all_pids.append(process.pid)
         worker.process, worker.pid, worker.returncode = process, process.pid, None
         stderr_reader = self._task(self._read_stderr(worker, process))
@@ -308,10 +469,11 @@ class Supervisor:
         worker.port = port
         worker.state = "running"
         self.on_ready(worker)
+        since = "it was handed its settings (a warm process)" if warm else "spawn"
         self.emit(
             "worker.started",
             f"{worker.name} started (pid {worker.pid}, port {port}): accepting connections "
-            f"{worker.spawn_ms:.0f} ms after spawn.",
+            f"{worker.spawn_ms:.0f} ms after {since}.",
         )
 
     async def _read_stderr(

@@ -72,8 +72,15 @@ class Store:
 
     # -- life --
 
+    async def listen(self) -> str:
+        """Open the proxy (once) and return the store's URL, before the store itself is up:
+        the lab spawns its workers meanwhile (they reach the store only when asked)."""
+        if self.proxy.port is None:
+            await self.proxy.start()
+        return self.url
+
     async def start(self) -> None:
-        await self.proxy.start()
+        await self.listen()
         await self._spawn()
 
     async def _spawn(self) -> None:

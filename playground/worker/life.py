@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -90,6 +91,25 @@ async def main(args: argparse.Namespace) -> int:
         await chat.close()
     await shop.sessions.close()
     return 0
+
+
+def claimed_argv(pooled: list[str]) -> list[str]:
+    """A warm worker's wait (`--pooled --parent-pid N`): everything is imported; say
+    "WAITING", then block until the lab host sends a lab's flags, one JSON list on a line
+    of stdin, and return them. It dies with the host meanwhile: the lifeline, and the end
+    of stdin (also how the pool lets one go)."""
+    if pooled[:1] != ["--parent-pid"] or len(pooled) != 2 or not pooled[1].isdigit():
+        raise SystemExit("worker: use --pooled --parent-pid N")
+    if not die_with(int(pooled[1])):
+        raise SystemExit(70)
+    os.write(1, b"WAITING\n")
+    line = sys.stdin.buffer.readline()
+    if not line:
+        raise SystemExit(0)
+    argv = json.loads(line)
+    if not isinstance(argv, list) or not all(isinstance(arg, str) for arg in argv):
+        raise SystemExit("worker: a claim is a JSON list of flags")
+    return argv
 
 
 def chat_libraries() -> None:

@@ -336,6 +336,36 @@ def test_ctrl_c_tells_every_open_lab_socket_why_with_a_close_code(
     assert [pid for pid in seen if alive(pid)] == []
 
 
+def test_host_0000_serves_students_on_the_lan_addresses_it_prints(
+    serve_env: dict[str, str], start_serve: Callable[..., subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    serve_env |= {"HOST": "0.0.0.0"}
+    serve_env.pop("PLAYGROUND_PUBLIC_URL", None)
+    log = tmp_path / "serve.log"
+    serve, _ = serving(start_serve, serve_env, log)
+    joins = re.findall(r"^Students join at (http://\S+)/$", log.read_text(), re.MULTILINE)
+    if not joins:
+        pytest.skip("this machine has no LAN address")  # the fixture stops the site
+    lan_site = joins[0]
+    assert all(re.fullmatch(rf"http://[\d.]+:{serve_env['PORT']}", url) for url in joins)
+    assert "127.0.0.1" not in lan_site
+
+    learner = Browser(lan_site)  # a student's laptop: every request to the LAN address
+    lab_page = learner.start_lab()
+    ws = f"ws://{lan_site.removeprefix('http://')}/ws/labs/{lab_page.split('/')[-2]}/"
+    tab = WebSocketClient(ws, origin=lan_site, cookie=learner.cookie_header())
+    assert tab.status == 101 and tab.recv() is not None  # the origin check let it in
+    tab.close()
+    another_port = lan_site.rsplit(":", 1)[0] + f":{int(serve_env['PORT']) + 1}"
+    foreign = WebSocketClient(ws, origin=another_port)
+    assert foreign.status == 403  # still the site's own origin only
+    foreign.close()
+
+    os.killpg(serve.pid, signal.SIGINT)
+    serve.wait(timeout=30)
+    assert serve.returncode == 0, log.read_text()
+
+
 class FakeClock:
     """The launcher's clock, moved by the test: no waiting for a delay to pass."""
 

@@ -108,3 +108,24 @@ def test_make_runs_settings_have_debug_off_unless_asked_and_allow_loopback_and_h
     assert asked.stdout.strip() == ("True ['127.0.0.1', '[::1]', 'course.lan', 'localhost']"), (
         asked.stderr
     )
+
+
+def test_a_classroom_run_allows_the_lan_addresses_and_knows_its_public_url() -> None:
+    code = (
+        "from django.conf import settings\n"
+        "print(sorted(settings.ALLOWED_HOSTS), repr(settings.PLAYGROUND_PUBLIC_URL))\n"
+    )
+    classroom = _run(
+        "-c",
+        code,
+        settings="config.settings.dev",
+        HOST="0.0.0.0",
+        LAN_ADDRESSES="192.168.1.23,2001:db8:1::23",
+        PLAYGROUND_PUBLIC_URL="http://192.168.1.23:8000/",
+    )
+    alone = _run("-c", code, settings="config.settings.dev", HOST="", LAN_ADDRESSES="")
+    assert classroom.stdout.strip() == (
+        "['127.0.0.1', '192.168.1.23', '[2001:db8:1::23]', '[::1]', 'localhost']"
+        " 'http://192.168.1.23:8000'"
+    ), classroom.stderr
+    assert alone.stdout.strip() == "['127.0.0.1', '[::1]', 'localhost'] ''", alone.stderr

@@ -64,3 +64,15 @@ async def test_behind_a_tls_proxy_the_forwarded_scheme_counts(settings: Any) -> 
     forwarded = {"x-forwarded-proto": "https"}
     assert await handshake("https://localhost", "localhost", **forwarded)
     assert not await handshake("http://localhost", "localhost", **forwarded)
+
+
+async def test_a_classroom_address_in_allowed_hosts_is_the_sites_own_origin(
+    settings: Any,
+) -> None:
+    # `make run` with HOST=0.0.0.0 allows the LAN addresses (config/settings/dev.py); the
+    # origin check follows, for that address only and with its own port.
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "192.168.1.23", "[2001:db8:1::23]"]
+    assert await handshake("http://192.168.1.23:8000", "192.168.1.23:8000")
+    assert await handshake("http://[2001:db8:1::23]:8000", "[2001:db8:1::23]:8000")
+    assert not await handshake("http://192.168.1.23:8001", "192.168.1.23:8000")
+    assert not await handshake("http://192.168.1.24:8000", "192.168.1.24:8000")

@@ -9,6 +9,7 @@ second SIGTERM ends the wait), and closes whatever is left.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import signal
 from typing import Any
@@ -19,8 +20,12 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from playground import labprotocol
+from playground.lab import Lab, WorkerPool
+from playground.lab.config import MAX_WORKERS
 from playground.labhost.host import HostAlreadyRunning, LabHost
 from playground.labhost.limits import HostLimits
+
+WARM_WORKERS = MAX_WORKERS  # any one lab starts with no process to boot
 
 
 class Command(BaseCommand):
@@ -46,6 +51,15 @@ class Command(BaseCommand):
             metavar="SECONDS",
             help="On SIGTERM, wait up to this long for labs to end before closing the rest "
             "(default: 0, close them at once; a second SIGTERM ends the wait).",
+        )
+        parser.add_argument(
+            "--warm-workers",
+            type=int,
+            default=WARM_WORKERS,
+            metavar="N",
+            help="Worker processes kept started and idle for the next lab's start, which "
+            "then waits for none of them to boot; restarts and added workers still spawn "
+            f"(default: {WARM_WORKERS}, a lab's most; 0: none).",
         )
         parser.add_argument(
             "--max-labs",
@@ -74,6 +88,10 @@ class Command(BaseCommand):
                 raise CommandError(
                     f"{what} {value!r}: use 1 to 80 of letters, digits, '-', '_' and '.'"
                 )
+        if not 0 <= options["warm_workers"] <= 4 * MAX_WORKERS:
+            raise CommandError(
+                f"--warm-workers {options['warm_workers']}: from 0 to {4 * MAX_WORKERS}"
+            )
         if options["max_labs"] < 1:
             raise CommandError(f"--max-labs {options['max_labs']}: at least 1")
         if not 0 <= options["drain"] <= 24 * 3600:
@@ -83,13 +101,19 @@ class Command(BaseCommand):
         try:
             asyncio.run(
                 self._serve(
-                    name=name, fleet=fleet, max_labs=options["max_labs"], drain=options["drain"]
+                    name=name,
+                    fleet=fleet,
+                    max_labs=options["max_labs"],
+                    drain=options["drain"],
+                    warm=options["warm_workers"],
                 )
             )
         except HostAlreadyRunning as exc:
             raise CommandError(str(exc)) from None
 
-    async def _serve(self, *, name: str, fleet: str, max_labs: int, drain: float) -> None:
+    async def _serve(
+        self, *, name: str, fleet: str, max_labs: int, drain: float, warm: int
+    ) -> None:
         stop = asyncio.Event()
         hurry = asyncio.Event()  # the second signal: stop draining, close the labs now
 
@@ -100,18 +124,21 @@ class Command(BaseCommand):
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, signalled)
         client = redis.asyncio.Redis.from_url(settings.REDIS_URL)
+        pool = WorkerPool(warm)
         host = LabHost(
             layer=get_channel_layer(),
             redis=client,
             name=name,
             fleet=fleet,
             limits=HostLimits(max_labs=max_labs),
+            lab_factory=functools.partial(Lab, pool=pool),
         )
         self.stdout.write(
             f"lab host {host.name!r} running in fleet {fleet!r}, at most {max_labs} labs "
             "(Ctrl-C stops it and every lab)"
         )
         try:
-            await host.run(stop, drain=drain, hurry=hurry)
+            async with pool:  # its processes end after the labs (host.run closes them)
+                await host.run(stop, drain=drain, hurry=hurry)
         finally:
             await client.aclose()

@@ -36,20 +36,15 @@ else:
 """
 
 
-@pytest.mark.parametrize(
-    ("where", "worker_state"), [("main", "running"), ("thread", "running"), ("main", "paused")]
-)
-def test_sigkilled_lab_host_leaves_no_worker(where: str, worker_state: str) -> None:
+def sigkill_leaves_no_child(script: str, *args: str) -> None:
+    """Run `script` as a lab host that prints the pids of its 2 children (JSON) once they
+    run; SIGKILL it; they must all end by themselves."""
     host = subprocess.Popen(
-        [sys.executable, "-c", HOST, where, worker_state],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
+        [sys.executable, "-c", script, *args], cwd=ROOT, stdout=subprocess.PIPE, text=True
     )
     try:
         assert host.stdout is not None
-        line = host.stdout.readline()
-        pids = json.loads(line)
+        pids = json.loads(host.stdout.readline())
         assert len(pids) == 2 and host.poll() is None
         assert set(pids) <= set(find_orphans(pids))  # they run now
     finally:
@@ -61,6 +56,13 @@ def test_sigkilled_lab_host_leaves_no_worker(where: str, worker_state: str) -> N
     while find_orphans(pids) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert find_orphans(pids) == []
+
+
+@pytest.mark.parametrize(
+    ("where", "worker_state"), [("main", "running"), ("thread", "running"), ("main", "paused")]
+)
+def test_sigkilled_lab_host_leaves_no_worker(where: str, worker_state: str) -> None:
+    sigkill_leaves_no_child(HOST, where, worker_state)
 
 
 def test_die_with_parent_alone_ends_a_child_when_its_spawner_dies() -> None:
@@ -88,3 +90,22 @@ def test_die_with_parent_alone_ends_a_child_when_its_spawner_dies() -> None:
     for pid in leftover:
         os.kill(pid, signal.SIGKILL)
     assert leftover == []
+
+
+POOL = """
+import asyncio, json
+from playground.lab import WorkerPool
+
+async def main():
+    async with WorkerPool(2) as pool:
+        while len(pool.pids()) < 2:
+            await asyncio.sleep(0.05)
+        print(json.dumps(pool.pids()), flush=True)
+        await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+def test_sigkilled_lab_host_leaves_no_warm_worker() -> None:
+    sigkill_leaves_no_child(POOL)

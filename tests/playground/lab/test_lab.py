@@ -253,7 +253,8 @@ async def test_close_is_idempotent_and_leaves_nothing(make_lab: LabFactory) -> N
 async def test_a_worker_that_cannot_start_fails_the_lab_cleanly(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # worker-2 is a process that never says it is ready: start must kill it and worker-1.
+    # worker-2 is a process that never says it is ready: start must kill it and the others
+    # (spawned at the same time).
     original = process_module.WorkerSpec.command
 
     def command(self: process_module.WorkerSpec, name: str) -> list[str]:
@@ -272,7 +273,7 @@ async def test_a_worker_that_cannot_start_fails_the_lab_cleanly(
         await lab.start()
     assert lab.state == "closed"
     assert lab.pids() == []
-    assert len(lab.all_pids()) == 2
+    assert len(lab.all_pids()) == 3
     assert process_module.find_orphans(lab.all_pids()) == []
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import signal
 import subprocess
@@ -82,3 +84,48 @@ def test_the_watchdog_ends_a_worker_whose_parent_died_without_pdeathsig() -> Non
     else:
         os.kill(worker_pid, signal.SIGKILL)
         pytest.fail("the watchdog outlived its parent")
+
+
+def _pooled() -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [sys.executable, "-S", "-m", "playground.worker", "--pooled"]
+        + ["--parent-pid", str(os.getpid())],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline() == b"WAITING\n"
+    return process
+
+
+def test_a_warm_worker_runs_the_flags_it_is_handed_on_stdin() -> None:
+    process = _pooled()
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        flags = ["--name", "w9", "--mode", "stateful", "--concurrency", "4"]
+        process.stdin.write(json.dumps(flags).encode() + b"\n")
+        process.stdin.close()
+        line = process.stdout.readline()
+        assert line.startswith(b"READY ")
+        conn = http.client.HTTPConnection("127.0.0.1", int(line.split()[1]), timeout=5)
+        conn.request("GET", "/health")
+        health = json.loads(conn.getresponse().read())
+        conn.close()
+        assert (health["name"], health["mode"], health["concurrency"]) == ("w9", "stateful", 4)
+    finally:
+        process.kill()
+        process.wait()
+        process.stdout.close()
+        assert process.stderr is not None
+        process.stderr.close()
+
+
+def test_a_warm_worker_let_go_exits_0_and_a_bad_claim_is_refused() -> None:
+    let_go = _pooled()
+    _, err = let_go.communicate(b"", timeout=10)  # its stdin closed: the pool let it go
+    assert let_go.returncode == 0, err
+    bad = _pooled()
+    _, err = bad.communicate(b'{"name": "w"}\n', timeout=10)
+    assert bad.returncode == 1 and b"a claim is a JSON list of flags" in err
