@@ -828,6 +828,11 @@ async def test_the_class_answers_a_question_once_each_and_sees_the_measured_answ
     )
 
     await owner_socket.send_json_to({"action": "close_question"})
+    # worker-1 holds sessions to lose, and the question is closed, before the kill.
+    await snapshot_where(
+        owner_socket,
+        lambda s: s["workers"][0]["sessions"] > 0 and s["poll"]["state"] == "closed",
+    )
     await owner_socket.send_json_to({"action": "kill", "worker": "worker-1"})
     for socket in (owner_socket, *class_sockets):
         # (The class's sockets have not been read for a while: many snapshots queued.)
