@@ -124,9 +124,5 @@ class LabFeeds:
                 await asyncio.shield(started)  # a start still on its way ends first
             await feed.stop()
 
-    def subscribed(self, lab_id: str) -> int:
-        entry = self.feeds.get(lab_id)
-        return len(entry[0].sockets) if entry else 0
-
 
 lab_feeds = LabFeeds()

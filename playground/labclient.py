@@ -31,6 +31,7 @@ from playground import labprotocol
 from playground.labhost.limits import StartLimits
 
 CREATE_TIMEOUT = 5.0
+HOST_LATE = "The lab host did not answer in time. Is it running? Start it with make run."
 
 
 class LabHostUnavailable(Exception):
@@ -182,8 +183,7 @@ def lab_share(*, record: LabRecord, owner: str, share: bool) -> str | None:
 
 async def alab_share(*, record: LabRecord, owner: str, share: bool) -> str | None:
     reply = await ahost_request(
-        record.host,
-        {"type": "lab.share", "lab_id": record.lab_id, "owner": owner, "share": share},
+        record.host, "lab.share", lab_id=record.lab_id, owner=owner, share=share
     )
     if reply.get("type") != "lab.shared":
         raise LabRefused(str(reply.get("message") or reply.get("reason") or "The lab is gone."))
@@ -191,20 +191,10 @@ async def alab_share(*, record: LabRecord, owner: str, share: bool) -> str | Non
     return code if isinstance(code, str) else None
 
 
-async def ahost_request(host: str, message: dict[str, Any]) -> dict[str, Any]:
-    """Send `message` to a lab host and wait for its one reply."""
-    layer = get_channel_layer()
-    assert layer is not None
-    reply_channel = await layer.new_channel()
-    await layer.send(host, {**message, "reply_channel": reply_channel})
-    try:
-        # asyncio.timeout, never wait_for: see playground.lab.users.
-        async with asyncio.timeout(CREATE_TIMEOUT):
-            return cast(dict[str, Any], await layer.receive(reply_channel))
-    except TimeoutError:
-        raise LabHostUnavailable(
-            "The lab host did not answer in time. Is it running? Start it with make run."
-        ) from None
+async def ahost_request(host: str, type_: str, **fields: Any) -> dict[str, Any]:
+    """Send a `type_` message to a lab host and wait for its one reply."""
+    layer, message = await _request(type_, **fields)
+    return await _ask(layer, host, message, within=CREATE_TIMEOUT, late=HOST_LATE)
 
 
 def host_instance(host: str) -> str | None:
@@ -392,15 +382,7 @@ return tostring(tonumber(oldest[2]) + window - now)
 def lab_start_count(*, key: str, lab_id: str) -> None:
     """Count a lab start for the address `key`, or raise LabStartsLimited if it has had its
     share of this window. Counted in Redis, so it holds across every web process."""
-    limits = start_limits()
-    wait = _window_count("starts", key=key, member=lab_id, limits=limits)
-    if wait > 0:
-        raise LabStartsLimited(
-            f"Too many labs were started from your network address: at most "
-            f"{limits.per_window} every {limits.window:g} seconds. "
-            f"Try again in {math.ceil(wait)} s.",
-            retry_after=max(1, math.ceil(wait)),
-        )
+    _window_count("starts", key=key, member=lab_id, limits=start_limits(), what="labs were started")
 
 
 # Watch codes looked up per client address (so that guessing one is hopeless: see
@@ -417,24 +399,22 @@ def watch_lookup_limits() -> StartLimits:
 
 def watch_lookup_count(*, address: str) -> None:
     """Count a watch-code lookup from `address`, or raise LabStartsLimited."""
-    limits = watch_lookup_limits()
-    member = f"{time.time_ns()}-{random.random()}"
-    wait = _window_count("watch-lookups", key=address_key(address), member=member, limits=limits)
-    if wait > 0:
-        raise LabStartsLimited(
-            f"Too many watch codes were tried from your network address: at most "
-            f"{limits.per_window} every {limits.window:g} seconds. "
-            f"Try again in {math.ceil(wait)} s.",
-            retry_after=max(1, math.ceil(wait)),
-        )
+    _window_count(
+        "watch-lookups",
+        key=address_key(address),
+        member=f"{time.time_ns()}-{random.random()}",
+        limits=watch_lookup_limits(),
+        what="watch codes were tried",
+    )
 
 
-def _window_count(name: str, *, key: str, member: str, limits: StartLimits) -> float:
-    """Count one event for `key` in its sliding window; seconds to wait if it is full."""
+def _window_count(name: str, *, key: str, member: str, limits: StartLimits, what: str) -> None:
+    """Count one event for `key` in its sliding window, or raise LabStartsLimited (saying
+    how many `what` an address may) if the window is full."""
     digest = hashlib.sha256(key.encode()).hexdigest()[:32]  # no addresses in Redis keys
     try:
         script = _client().register_script(_COUNT_START)
-        return float(
+        wait = float(
             script(
                 keys=[f"playground:{name}:{digest}"],
                 args=[limits.window, limits.per_window, member],
@@ -444,6 +424,13 @@ def _window_count(name: str, *, key: str, member: str, limits: StartLimits) -> f
         raise LabHostUnavailable(
             "The playground cannot reach Redis right now. Try again in a moment."
         ) from None
+    if wait > 0:
+        raise LabStartsLimited(
+            f"Too many {what} from your network address: at most "
+            f"{limits.per_window} every {limits.window:g} seconds. "
+            f"Try again in {math.ceil(wait)} s.",
+            retry_after=max(1, math.ceil(wait)),
+        )
 
 
 # A host's refusal with this code is about that host (full, nearly full for this address,
@@ -478,7 +465,7 @@ async def alab_create(
             host,
             message,
             within=CREATE_TIMEOUT,
-            late="The lab host did not answer in time. Is it running? Start it with make run.",
+            late=HOST_LATE,
         )
         if reply.get("type") == "lab.created":
             return host

@@ -208,7 +208,7 @@ async def _peek_both(records: list[LabRecord | None], owner: str) -> list[dict[s
         if record is None:
             return None
         reply = await client.ahost_request(
-            record.host, {"type": "lab.peek", "lab_id": record.lab_id, "owner": owner}
+            record.host, "lab.peek", lab_id=record.lab_id, owner=owner
         )
         snapshot = reply.get("snapshot") if reply.get("type") == "lab.peeked" else None
         return snapshot if isinstance(snapshot, dict) else None
