@@ -33,6 +33,9 @@ from course.quiz import QuizSlot
 from course.snapshot import CourseSnapshot, course_snapshot_build
 
 HREF_RE = re.compile(r'href="([^"]+)"')
+# A quiz that asks what a playground lab shows must point at the experiment that shows it.
+PLAYGROUND_LAB_RE = re.compile(r"\bplayground lab\b", re.IGNORECASE)
+EXPERIMENT_CARD_RE = re.compile(r"#experiment-[a-z0-9-]+$")
 
 LESSON_PATH_RE = re.compile(r"^/lessons/(?P<slug>[^/]+)/$")
 _CODE_SPAN_RE = re.compile(r"(`+).+?\1")
@@ -223,7 +226,8 @@ def _quiz_link_problems(
     anchors: dict[str, frozenset[str]],
 ) -> list[ContentProblem]:
     """Links in a quiz's question, hint, choices and feedback, checked like the prose's
-    (an experiment's card, #experiment-<slug>, counts as a target), at the quiz's line."""
+    (an experiment's card, #experiment-<slug>, counts as a target), at the quiz's line; a
+    quiz about a playground lab links the experiment that answers it."""
     problems = []
     for slot in slots:
         if slot.quiz is None:
@@ -238,6 +242,14 @@ def _quiz_link_problems(
             )
             if message:
                 problems.append(ContentProblem(source.summary.path, slot.line, f"quiz: {message}"))
+        if PLAYGROUND_LAB_RE.search(quiz.question_html) and not any(
+            EXPERIMENT_CARD_RE.search(href) for href in hrefs
+        ):
+            message = (
+                "quiz: it asks what a playground lab shows, so a feedback must link the "
+                "experiment that shows it (#experiment-<slug>, in this lesson or another)"
+            )
+            problems.append(ContentProblem(source.summary.path, slot.line, message))
     return problems
 
 

@@ -247,3 +247,21 @@ def test_links_in_a_quizs_feedback_are_checked_at_the_quizs_line(
     fine = QUIZ_WITH_LINKS.format(first="#a", second="/lessons/other/#in-memory")
     good_course("bad", order=3, body=fine)
     assert messages(content_dir) == []
+
+
+def test_a_quiz_about_a_playground_lab_must_link_its_experiment(
+    good_course: LessonWriter, content_dir: Path
+) -> None:
+    about_a_lab = QUIZ_WITH_LINKS.replace("Which?", "In a stateless playground lab, which?")
+    path = good_course("bad", order=3, body=about_a_lab.format(first="#a", second="/playground/"))
+    assert messages(content_dir) == [
+        f"{path}:10: quiz: it asks what a playground lab shows, so a feedback must link the "
+        "experiment that shows it (#experiment-<slug>, in this lesson or another)"
+    ]
+    linked = about_a_lab.format(first="#a", second="/lessons/other/#experiment-elsewhere")
+    good_course("bad", order=3, body=linked)
+    # The rule holds; only the link itself is still checked (and names no card there).
+    assert messages(content_dir) == [
+        f"{path}:10: quiz: link to '/lessons/other/#experiment-elsewhere': "
+        "lesson 'other' has no heading #experiment-elsewhere"
+    ]
