@@ -67,8 +67,7 @@ def content_problems(snapshot: CourseSnapshot) -> list[ContentProblem]:
     # Slugs are file names in one directory, so they are unique; orders are not.
     problems += _order_problems(list(snapshot.sources.values()))
     existing = {Path(name).stem for name in snapshot.contents}
-    headings = {lesson.slug: lesson.rendered.heading_ids for lesson in snapshot.lessons}
-    # What a quiz's feedback may point at: a heading, or an experiment's card.
+    # What a link may point at: a heading, or an experiment's card.
     anchors = {
         lesson.slug: lesson.rendered.heading_ids
         | {f"experiment-{s.experiment.slug}" for s in lesson.rendered.experiments if s.experiment}
@@ -78,7 +77,7 @@ def content_problems(snapshot: CourseSnapshot) -> list[ContentProblem]:
         source, rendered = snapshot.sources[lesson.slug], lesson.rendered
         fences = fences_find(text=source.body, first_line=source.body_line)
         problems += _fence_problems(source, fences)
-        problems += _link_problems(source, fences, rendered, existing, headings)
+        problems += _link_problems(source, fences, rendered, existing, anchors, lesson.slug)
         problems += _raw_html_problems(source, fences)
         problems += _quiz_problems(source, rendered.quizzes)
         problems += _quiz_link_problems(source, lesson.slug, rendered.quizzes, existing, anchors)
@@ -135,13 +134,12 @@ def _link_problems(
     fences: list[Fence],
     rendered: RenderedMarkdown,
     existing: set[str],
-    headings: dict[str, frozenset[str]],
+    anchors: dict[str, frozenset[str]],
+    slug: str,
 ) -> list[ContentProblem]:
     problems = []
     for href in dict.fromkeys(rendered.links):  # each distinct link once, in order
-        message = _link_problem(
-            href, own=rendered.heading_ids, existing=existing, headings=headings
-        )
+        message = _link_problem(href, own=anchors[slug], existing=existing, headings=anchors)
         if message:
             problems += [
                 ContentProblem(source.summary.path, line, message)
@@ -225,9 +223,8 @@ def _quiz_link_problems(
     existing: set[str],
     anchors: dict[str, frozenset[str]],
 ) -> list[ContentProblem]:
-    """Links in a quiz's question, hint, choices and feedback, checked like the prose's
-    (an experiment's card, #experiment-<slug>, counts as a target), at the quiz's line; a
-    quiz about a playground lab links the experiment that answers it."""
+    """Links in a quiz's question, hint, choices and feedback, checked like the prose's, at
+    the quiz's line; a quiz about a playground lab links the experiment that answers it."""
     problems = []
     for slot in slots:
         if slot.quiz is None:
