@@ -175,13 +175,14 @@ class ChatUser:
             attempted = time.monotonic()
             if dropped_at is not None:
                 self.tally.attempt(attempted)
+            seen = tuple(self.recent)  # before connect() adds what is resumed
             ready = await self.connect()
             if ready is None:
                 attempt += 1
                 continue
             now = time.monotonic()
             if dropped_at is not None:
-                self.check_history(ready.get("history", []))
+                self.check_history(ready.get("history", []), seen)
                 self.tally.reconnected(self.name, now - dropped_at, now - attempted, now)
             attempt = 0
             await self.resend()
@@ -278,13 +279,16 @@ class ChatUser:
         self.last = str(frame.get("seq") or self.last)
         self.recent.append(message_id)
 
-    def check_history(self, history: list[str]) -> None:
+    def check_history(self, history: list[str], seen: tuple[str, ...]) -> None:
         """After a reconnect: the room's history must still hold the last messages this
-        user saw, unless so many came since that they are out of its window."""
+        user saw before it reconnected (`seen`), unless so many came since that they are out
+        of its window. Messages resumed on the new connection are not asked for: the worker
+        reads the history a moment before it reads what to resume, so the newest of those
+        may be in one and not yet in the other, and nothing of them was lost."""
         if len(history) >= HISTORY:
             return
         kept = set(history)
-        self.tally.history_lost_ids.update(i for i in self.recent if i not in kept)
+        self.tally.history_lost_ids.update(i for i in seen if i not in kept)
 
     def settle(self, now: float) -> None:
         """Count as missed what has not arrived SETTLE seconds after it was sent, while

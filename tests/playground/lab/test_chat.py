@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from playground.lab import Lab, LabConfig, LabError
+from playground.lab.chat_users import ChatCrowd, ChatUser
 
 from .conftest import LabFactory, eventually
 
@@ -164,3 +165,18 @@ async def test_chat_and_shop_settings_are_refused_in_the_other_workload(
     with pytest.raises(LabError, match="chat setting"):
         await shop.set(jitter=False)
     assert shop.config.jitter is True
+
+
+def test_history_is_asked_for_what_the_user_saw_before_it_reconnected() -> None:
+    # The worker reads a room's history a moment before what to resume: a message posted
+    # in between is resumed but not in that history. It was not lost; one seen before the
+    # drop and missing from the history was.
+    crowd = ChatCrowd(port=1, users=1, rate=1.0, rooms=1, jitter=True, resume=True)
+    user = ChatUser("user-1", "room-1", crowd)
+    user.recent.extend(["a:1", "b:1", "c:1"])
+    seen = tuple(user.recent)
+    user.received({"type": "message", "id": "d:1", "seq": "5-0"})  # resumed on reconnect
+
+    user.check_history(["b:1", "c:1"], seen)
+
+    assert crowd.tally.history_lost_ids == {"a:1"}
