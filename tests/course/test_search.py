@@ -32,13 +32,13 @@ def run(query: str, lessons: list[FakeLesson] | None = None) -> SearchResult:
 
 
 def lessons_mentioning(word: str) -> set[str]:
-    """Lessons whose Markdown mentions the word outside quizzes and diagram sources: the
-    content, read directly."""
+    """Lessons whose Markdown mentions the word outside quizzes, experiments and diagram
+    sources (none of which search indexes): the content, read directly."""
     found = set()
     for path in sorted(settings.CONTENT_DIR.glob("*.md")):
         text = path.read_text()
         text = re.sub(r"\A---\n.*?\n---\n", lambda m: _title_only(m.group(0)), text, flags=re.S)
-        text = re.sub(r"^```(?:quiz|mermaid)\n.*?^```", "", text, flags=re.S | re.M)
+        text = re.sub(r"^```(?:quiz|mermaid|experiment)\n.*?^```", "", text, flags=re.S | re.M)
         if re.search(rf"\b{word}", text, re.IGNORECASE):
             found.add(path.stem)
     return found
