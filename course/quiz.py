@@ -8,6 +8,7 @@ answered: the page carries only choice numbers, and feedback comes back from a P
 
 from __future__ import annotations
 
+import hashlib
 import html
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -19,7 +20,11 @@ import yaml
 from course.yaml_marks import YamlProblem, yaml_key_nodes, yaml_load_marked, yaml_value_node
 
 QUIZ_ID_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-QUIZ_KEYS = ("id", "question", "choices", "hint")
+QUIZ_KEYS = ("id", "question", "choices", "hint", "order")
+# How a quiz's choices are shown: in an order of their own (the same for every learner),
+# so that where the right answer was written says nothing; or as written, for choices that
+# form a scale ("5", "10", "up to 40").
+QUIZ_ORDERS = ("shuffled", "fixed")
 CHOICE_KEYS = ("text", "correct", "feedback")
 MIN_CHOICES, MAX_CHOICES = 2, 5
 
@@ -42,6 +47,21 @@ class Quiz:
     hint: str = ""
     question_html: str = ""
     hint_html: str = ""
+    order: str = "shuffled"  # one of QUIZ_ORDERS
+
+    @property
+    def shown(self) -> tuple[Choice, ...]:
+        """The choices in the order the page shows them. Shuffled, the order is a hash of
+        the quiz's id and each choice's number: stable across renders, processes and
+        learners, and changed only by renumbering. Numbers stay what the form sends."""
+        if self.order == "fixed":
+            return self.choices
+        return tuple(
+            sorted(
+                self.choices,
+                key=lambda c: hashlib.sha256(f"{self.id}:{c.number}".encode()).digest(),
+            )
+        )
 
     @property
     def multiple(self) -> bool:
@@ -206,6 +226,12 @@ class _Parser:
             self.problem(
                 self.value_line(root, "hint"), "'hint' must be non-empty text (or leave it out)"
             )
+        order = data.get("order", "shuffled")
+        if order not in QUIZ_ORDERS:
+            self.problem(
+                self.value_line(root, "order"),
+                f"'order' must be one of {', '.join(QUIZ_ORDERS)}, not {order!r}",
+            )
         choices = self.choices(root, data.get("choices"), inline)
         if self.problems:
             raise QuizError(sorted(self.problems, key=lambda p: p.line))
@@ -216,6 +242,7 @@ class _Parser:
             hint=str(hint),
             question_html=inline(str(question)),
             hint_html=inline(str(hint)) if hint else "",
+            order=str(order),
         )
 
     def choices(

@@ -137,6 +137,7 @@ def test_a_repeated_id_makes_every_block_that_uses_it_unusable() -> None:
             2,
             "appears twice",
         ),
+        ("id: a\nquestion: q\norder: random\n", 3, "'order' must be one of shuffled, fixed"),
     ],
 )
 def test_each_error_names_its_line(source: str, line_offset: int, words: str) -> None:
@@ -153,6 +154,52 @@ def test_several_problems_are_all_reported_in_line_order() -> None:
     assert len(messages) == 2
     lines = [int(m.split(":")[0]) for m in messages]
     assert lines == [FENCE_LINE + 4, FENCE_LINE + 6]
+
+
+FOUR = textwrap.dedent(
+    """\
+    id: {id}
+    question: "How many?"
+    {order}
+    choices:
+      - text: "5"
+        correct: false
+        feedback: "f1"
+      - text: "10"
+        correct: true
+        feedback: "f2"
+      - text: "up to 40"
+        correct: false
+        feedback: "f3"
+      - text: "unlimited"
+        correct: false
+        feedback: "f4"
+    """
+)
+
+
+def test_choices_are_shown_in_an_order_of_the_quizs_own_and_fixed_keeps_the_written_one() -> None:
+    orders = {
+        quiz_id: [c.number for c in parse(FOUR.format(id=quiz_id, order="")).shown]
+        for quiz_id in ("q-a", "q-b", "q-c", "q-d", "q-e", "q-f")
+    }
+    # Each is the same four choices, numbered as written (what the form sends)...
+    assert all(sorted(numbers) == [1, 2, 3, 4] for numbers in orders.values())
+    # ...in an order that is the same on every parse (every process, every learner)...
+    assert [c.number for c in parse(FOUR.format(id="q-a", order="")).shown] == orders["q-a"]
+    # ...and differs between quizzes, so the written position of the answer says nothing.
+    assert len({tuple(numbers) for numbers in orders.values()}) > 1
+    fixed = parse(FOUR.format(id="q-a", order="order: fixed"))
+    assert [c.number for c in fixed.shown] == [1, 2, 3, 4]
+
+
+def test_the_page_lists_choices_in_their_shown_order(rf) -> None:
+    from django.template.loader import render_to_string
+
+    quiz = parse(FOUR.format(id="q-c", order=""))  # shown 3, 4, 1, 2
+    body = render_to_string("course/quiz.html#body", {"quiz": quiz})
+    values = [int(v) for v in re.findall(r'name="choice" value="(\d)"', body)]
+    assert values == [c.number for c in quiz.shown] != [1, 2, 3, 4]
 
 
 def test_check_single_and_multiple() -> None:
