@@ -23,7 +23,7 @@ QUIZ_ID_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 QUIZ_KEYS = ("id", "question", "choices", "hint", "order")
 # How a quiz's choices are shown: in an order of their own (the same for every learner),
 # so that where the right answer was written says nothing; or as written, for choices that
-# form a scale ("5", "10", "up to 40").
+# form a scale ("5", "10", "up to 40"). The first is the default.
 QUIZ_ORDERS = ("shuffled", "fixed")
 CHOICE_KEYS = ("text", "correct", "feedback")
 MIN_CHOICES, MAX_CHOICES = 2, 5
@@ -47,7 +47,7 @@ class Quiz:
     hint: str = ""
     question_html: str = ""
     hint_html: str = ""
-    order: str = "shuffled"  # one of QUIZ_ORDERS
+    order: str = QUIZ_ORDERS[0]
 
     @property
     def shown(self) -> tuple[Choice, ...]:
@@ -201,7 +201,7 @@ class _Parser:
                 [
                     QuizProblem(
                         self.fence_line,
-                        "quiz: expected 'key: value' lines (id, question, choices, hint)",
+                        f"quiz: expected 'key: value' lines ({', '.join(QUIZ_KEYS)})",
                     )
                 ]
             )
@@ -226,7 +226,7 @@ class _Parser:
             self.problem(
                 self.value_line(root, "hint"), "'hint' must be non-empty text (or leave it out)"
             )
-        order = data.get("order", "shuffled")
+        order = data.get("order", QUIZ_ORDERS[0])
         if order not in QUIZ_ORDERS:
             self.problem(
                 self.value_line(root, "order"),

@@ -193,7 +193,7 @@ def test_choices_are_shown_in_an_order_of_the_quizs_own_and_fixed_keeps_the_writ
     assert [c.number for c in fixed.shown] == [1, 2, 3, 4]
 
 
-def test_the_page_lists_choices_in_their_shown_order(rf) -> None:
+def test_the_page_lists_choices_in_their_shown_order() -> None:
     from django.template.loader import render_to_string
 
     quiz = parse(FOUR.format(id="q-c", order=""))  # shown 3, 4, 1, 2
