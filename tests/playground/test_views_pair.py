@@ -71,22 +71,25 @@ def test_one_button_acts_on_both_labs_and_strangers_see_nothing(
     client: Client, labhost_process: HostProcess
 ) -> None:
     page_url, first, second = start_pair(client)
-    deadline = time.monotonic() + 20
-    while client.get(f"{page_url}live/").content.decode().count("3 of 3") < 2:
-        assert time.monotonic() < deadline, "the pair's workers did not come up"
+    records = [labclient.lab_get(first), labclient.lab_get(second)]
+    owner = client.session["lab_owner"]
+
+    def both_have(kind: str) -> list[bool]:
+        snapshots = async_to_sync(_peek_both)(records, owner)
+        return [any(e.get("kind") == kind for e in (s or {}).get("events", [])) for s in snapshots]
+
+    # The experiment deploys both labs at 2 s; a kill during that deploy would be refused
+    # (its worker is busy), so the button is pressed once both deploys are over.
+    deadline = time.monotonic() + 30
+    while not all(both_have("deploy.finished")):
+        assert time.monotonic() < deadline, "the pair's deploys did not finish"
         time.sleep(0.5)
     said = client.post(f"{page_url}both/", {"both": "kill"}, headers={"HX-Request": "true"})
     assert "Sent: Kill worker-1 in both." in said.content.decode()
-    records = [labclient.lab_get(first), labclient.lab_get(second)]
-    owner = client.session["lab_owner"]
     deadline = time.monotonic() + 15
     killed: list[bool] = []
     while time.monotonic() < deadline:
-        snapshots = async_to_sync(_peek_both)(records, owner)
-        killed = [
-            any(e.get("kind") == "worker.killed" for e in (s or {}).get("events", []))
-            for s in snapshots
-        ]
+        killed = both_have("worker.killed")
         if all(killed):
             break
         time.sleep(0.5)
