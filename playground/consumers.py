@@ -50,7 +50,7 @@ HOST_GONE = "The lab host stopped answering, so this lab is gone."
 LAB_ENDED = "This lab has ended."
 FORBIDDEN = "This lab belongs to another browser session."
 NOT_SHARED = "No lab is shared under this code."
-UNSHARED = "The owner stopped sharing this lab."
+UNSHARED = labclient.SHARING_ENDED[labprotocol.WATCH_STOPPED]
 WATCHING = "You are watching this lab: only its owner can act on it."
 
 

@@ -161,16 +161,27 @@ class WatchEnded(Exception):
     """The watch code was real, but its lab is no longer shared (stopped, or ended)."""
 
 
+# Why a code is no longer shared, as its watchers read it (the lab host records why).
+SHARING_ENDED = {
+    labprotocol.WATCH_STOPPED: "The owner stopped sharing this lab.",
+    labprotocol.WATCH_LAB_CLOSED: "This lab has ended, and its sharing with it.",
+}
+SHARING_ENDED_UNKNOWN = "This lab is no longer shared: its owner stopped sharing it, or it ended."
+
+
 def watch_find(code: str) -> LabRecord | None:
     """The shared lab a watch code names, or None if no lab was ever shared under it;
-    raises WatchEnded if its sharing has ended."""
+    raises WatchEnded, saying why, if its sharing has ended."""
     client = _client()
     lab_id = cast(bytes | None, client.get(labprotocol.watch_key(code)))
     record = lab_get(lab_id.decode()) if lab_id else None
     if record is not None and record.watch == code:
         return record
-    if lab_id or client.exists(labprotocol.watch_ended_key(code)):
-        raise WatchEnded("This lab is no longer shared: its owner stopped sharing it, or it ended.")
+    why = cast(bytes | None, client.get(labprotocol.watch_ended_key(code)))
+    if why is not None:
+        raise WatchEnded(SHARING_ENDED.get(why.decode(errors="replace"), SHARING_ENDED_UNKNOWN))
+    if lab_id:
+        raise WatchEnded(SHARING_ENDED_UNKNOWN)
     return None
 
 

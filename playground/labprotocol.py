@@ -158,8 +158,13 @@ def watch_key(code: str) -> str:
 
 
 def watch_ended_key(code: str) -> str:
-    """A code whose sharing has ended (stopped, or the lab closed): 410, not 404."""
+    """A code whose sharing has ended: 410, not 404. Its value says why: WATCH_STOPPED or
+    WATCH_LAB_CLOSED."""
     return f"{REDIS_PREFIX}watch-ended:{code}"
+
+
+WATCH_STOPPED = "stopped"  # the owner pressed `Stop sharing`
+WATCH_LAB_CLOSED = "closed"  # the lab closed (stopped, idle, past its lifetime)
 
 
 def watch_code_parse(text: str) -> str | None:

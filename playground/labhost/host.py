@@ -596,22 +596,24 @@ class LabHost:
                     labprotocol.watch_key(hosted.watch_code), hosted.lab_id, ex=LAB_KEY_TTL
                 )
         elif hosted.watch_code is not None:
-            await self._unshare(hosted)
+            await self._unshare(hosted, labprotocol.WATCH_STOPPED)
             await self._register(hosted)
             await self.layer.group_send(
                 hosted.group, {"type": "lab.unshared", "lab_id": hosted.lab_id}
             )
         await self._reply(message, "lab.shared", code=hosted.watch_code)
 
-    async def _unshare(self, hosted: HostedLab) -> None:
-        """Retire the lab's watch code: it answers "no longer shared" (410) for a day."""
+    async def _unshare(self, hosted: HostedLab, why: str) -> None:
+        """Retire the lab's watch code: it answers "no longer shared" (410) for a day, and
+        tells a watcher who comes back late `why` (labprotocol.WATCH_STOPPED, or
+        WATCH_LAB_CLOSED)."""
         code, hosted.watch_code = hosted.watch_code, None
         if code is None:
             return
         hosted.poll = None  # its class has gone
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.delete(labprotocol.watch_key(code))
-            pipe.set(labprotocol.watch_ended_key(code), "1", ex=labprotocol.WATCH_ENDED_TTL)
+            pipe.set(labprotocol.watch_ended_key(code), why, ex=labprotocol.WATCH_ENDED_TTL)
             await pipe.execute()
 
     async def _on_detach(self, message: dict[str, Any]) -> None:
@@ -807,7 +809,7 @@ class LabHost:
             with contextlib.suppress(Exception):
                 await self.redis.delete(labprotocol.lab_key(hosted.lab_id))
             with contextlib.suppress(Exception):
-                await self._unshare(hosted)
+                await self._unshare(hosted, labprotocol.WATCH_LAB_CLOSED)
             with contextlib.suppress(Exception):
                 await self.layer.group_send(
                     hosted.group, {"type": "lab.closed", "lab_id": hosted.lab_id, "reason": reason}

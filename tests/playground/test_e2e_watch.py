@@ -26,6 +26,14 @@ pytestmark = pytest.mark.e2e
 # The worker controls of the owner's page (templates/playground/lab.html).
 CONTROL = re.compile(r"^(Kill|Stop|Pause|Resume|Restart|Remove)")
 CLASS_SIZE = 3
+# Each socket the page opened and how it closed, in its own clock, for a failure's report:
+# a socket the server drops (1006) reconnects, and then meets what the code is by then.
+SOCKET_LOG = """
+window.socketLog = [];
+const note = (what) => window.socketLog.push([what, Math.round(performance.now())]);
+document.addEventListener("htmx:wsOpen", () => note("open"));
+document.addEventListener("htmx:wsClose", (e) => note(e.detail.event.code));
+"""
 
 
 def share(page: Any) -> str:
@@ -47,6 +55,7 @@ def enabled_controls(page: Any) -> int:
 def watch(context: Any, url: str) -> tuple[Any, list[str]]:
     """Open the watch link in a browser context of its own; (page, errors it logged)."""
     page = context.new_page()
+    page.add_init_script(SOCKET_LOG)
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -90,6 +99,7 @@ def test_a_class_watches_the_owner_kill_a_worker_and_hears_when_sharing_stops(
     page.get_by_role("button", name="Stop sharing", exact=True).click()
     expect(page.get_by_role("button", name="Share with the class", exact=True)).to_be_visible()
     for watcher, errors in watching:
+        print("a watcher's sockets:", watcher.evaluate("window.socketLog"))  # shown on failure
         expect(watcher.locator("#lab-gone")).to_contain_text(consumers.UNSHARED, timeout=5_000)
         expect(watcher.locator("#lab-conn")).to_have_text("Ended")
         assert errors == []

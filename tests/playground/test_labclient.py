@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
 import uuid
 from typing import Any
 
 import pytest
+import redis
 
+from playground import labclient, labprotocol
 from playground.labclient import LabRefused, alab_create
 from playground.labhost.limits import HostLimits
 from tests.conftest import ROOT
@@ -38,3 +41,24 @@ async def test_the_client_address_reaches_the_host_and_its_limit(start_labhost: 
         )
     await alab_create(lab_id=uuid.uuid4().hex[:10], owner="c", config=config, address="192.0.2.2")
     assert len(running.host.labs) == 2
+
+
+@pytest.mark.parametrize(
+    ("why", "message"),
+    [
+        (labprotocol.WATCH_STOPPED, "The owner stopped sharing this lab."),
+        (labprotocol.WATCH_LAB_CLOSED, "This lab has ended, and its sharing with it."),
+        ("1", labclient.SHARING_ENDED_UNKNOWN),  # what a host before the reasons wrote
+    ],
+)
+def test_a_retired_watch_code_says_why_its_sharing_ended(
+    settings: Any, why: str, message: str
+) -> None:
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    code = "".join(random.choice(labprotocol.WATCH_ALPHABET) for _ in range(8))
+    assert labclient.watch_find(code) is None  # never shared: 404, not 410
+    client.set(labprotocol.watch_ended_key(code), why, ex=60)
+    with pytest.raises(labclient.WatchEnded) as ended:
+        labclient.watch_find(code)
+    assert str(ended.value) == message
+    client.delete(labprotocol.watch_ended_key(code))

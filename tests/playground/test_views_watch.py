@@ -68,7 +68,7 @@ def test_the_owner_shares_a_lab_and_the_class_watches_it_without_controls(
     assert re.search(r"<button[^>]*>\s*Share with the class\s*</button>", stopped.content.decode())
     ended = watcher.get(path)
     assert ended.status_code == 410
-    assert "no longer shared" in ended.content.decode()
+    assert "The owner stopped sharing this lab." in ended.content.decode()
 
 
 def test_only_the_owner_may_share_and_a_plain_post_comes_back_to_the_lab(

@@ -533,7 +533,8 @@ async def test_a_shared_lab_takes_watchers_by_its_code_and_nothing_else(
     assert stopped == {"type": "lab.shared", "lab_id": lab_id, "code": None}
     assert (await next_of(web, group_member, "lab.unshared"))["lab_id"] == lab_id
     assert await labhost.client.exists(labprotocol.watch_key(code)) == 0
-    assert await labhost.client.exists(labprotocol.watch_ended_key(code)) == 1
+    ended = await labhost.client.get(labprotocol.watch_ended_key(code))
+    assert ended == labprotocol.WATCH_STOPPED.encode()
     assert "watch" not in json.loads(await labhost.client.get(labprotocol.lab_key(lab_id)))
     late = await ask(web, labhost.name, "lab.attach", lab_id=lab_id, watch=code)
     assert late["type"] == "lab.refused"
@@ -554,4 +555,5 @@ async def test_a_shared_lab_outlives_a_private_labs_lifetime_and_its_code_ends_w
     assert 0 < await running.client.ttl(labprotocol.watch_key(code)) <= 5
     await eventually(lambda: shared not in running.host.labs, 10)
     assert await running.client.exists(labprotocol.watch_key(code)) == 0
-    assert await running.client.exists(labprotocol.watch_ended_key(code)) == 1
+    ended = await running.client.get(labprotocol.watch_ended_key(code))
+    assert ended == labprotocol.WATCH_LAB_CLOSED.encode()
