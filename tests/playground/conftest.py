@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import signal
 import subprocess
@@ -49,10 +50,13 @@ def alive(pid: int) -> bool:
 
 
 async def eventually(check: Callable[[], Any], within: float = 10.0) -> Any:
-    """Poll `check` until it returns something truthy, or fail. A bound, not a timing claim."""
+    """Poll `check` until it returns something truthy, or fail. A bound, not a timing claim.
+    `check` may return an awaitable (a Redis read): its result is what counts."""
     deadline = time.monotonic() + within
     while True:
         result = check()
+        if inspect.isawaitable(result):
+            result = await result
         if result:
             return result
         if time.monotonic() > deadline:
