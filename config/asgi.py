@@ -12,6 +12,12 @@ from config.handler import OneHopASGIHandler  # noqa: E402
 
 django_asgi_app = OneHopASGIHandler()
 
+from course.snapshot import course_snapshot_warm  # noqa: E402
+
+# Before daphne listens: a cold first page renders every lesson, and meanwhile the proxy's
+# health check waits behind it (see course_snapshot_warm).
+course_snapshot_warm()
+
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 

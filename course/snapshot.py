@@ -9,6 +9,7 @@ one stat() per lesson file, so an edit shows on the next request with no restart
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 import threading
@@ -45,6 +46,8 @@ from course.search import IndexedLesson, search_index_build
 # within this window the bytes are read and compared on every call (as git does for
 # "racily clean" files). 2 s covers the coarsest filesystem we might meet.
 RACY_NS = 2_000_000_000
+
+log = logging.getLogger("course.snapshot")
 
 FileKey = tuple[str, int, int, int, int, int]  # name, device, inode, size, mtime, ctime
 Render = RenderedMarkdown | RenderTooSlow
@@ -116,6 +119,20 @@ def course_snapshot() -> CourseSnapshot:
         if current is None or not _unchanged(current, directory):
             current = _current = course_snapshot_build(content_dir=directory, previous=current)
         return current
+
+
+def course_snapshot_warm() -> None:
+    """Build the site's snapshot now, as a web process starts and before it listens.
+
+    Built on the first request instead, it renders every lesson (about a second, more on a
+    busy machine) inside Django's one thread for synchronous views, where the proxy's
+    `/healthz` waits behind it: two missed checks and HAProxy takes the new process out of
+    service, cutting its requests (deploy/haproxy.cfg). Broken lessons are no reason not to
+    start: their pages say what is wrong, as on any request."""
+    try:
+        course_snapshot()
+    except OSError as exc:
+        log.warning("the course could not be read at start (%s); pages will say so", exc)
 
 
 def course_snapshot_build(

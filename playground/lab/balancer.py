@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .served import ServedConnections
 from .wire import (
     BadMessage,
     Connection,
@@ -135,14 +136,14 @@ class Balancer:
         self.backends: dict[str, Backend] = {}
         self.port: int | None = None
         self._server: asyncio.Server | None = None
-        self._clients: set[asyncio.Task[None]] = set()
+        self._clients = ServedConnections(self._client, "balancer")
         self._last = ""  # the backend chosen last, for round robin
         self.closing = False
 
     # -- life --
 
     async def start(self) -> int:
-        self._server = await asyncio.start_server(self._client, HOST, 0, backlog=512)
+        self._server = await asyncio.start_server(self._clients.accept, HOST, 0, backlog=512)
         self.port = int(self._server.sockets[0].getsockname()[1])
         return self.port
 
@@ -150,13 +151,10 @@ class Balancer:
         self.closing = True
         if self._server is not None:
             self._server.close()
-        tasks = list(self._clients)
-        for backend in self.backends.values():
-            if backend.checker is not None:
-                tasks.append(backend.checker)
-        for task in tasks:
+        checkers = [b.checker for b in self.backends.values() if b.checker is not None]
+        for task in checkers:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(self._clients.close(), *checkers, return_exceptions=True)
         for backend in self.backends.values():
             backend.drop_connections()
         if self._server is not None:
@@ -258,6 +256,9 @@ class Balancer:
     async def _check(self, backend: Backend, port: int) -> dict[str, Any]:
         conn = backend.health_conn
         if conn is None or not conn.usable:
+            if conn is not None:
+                conn.close()  # the worker closed it, or died: its socket is ours to close
+                backend.health_conn = None
             conn = backend.health_conn = await Connection.open(HOST, port, self.timeout)
         response = await conn.exchange(
             Request(method="GET", target="/health", headers=[("Host", f"{HOST}:{port}")])
@@ -329,9 +330,6 @@ class Balancer:
         return None
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._clients.add(task)
         peer = writer.get_extra_info("peername") or ("?", 0)
         try:
             while not self.closing:
@@ -354,13 +352,8 @@ class Balancer:
                     break
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
-        except asyncio.CancelledError:
-            # Only close() cancels a connection's task. Ending it normally keeps asyncio's
-            # stream callback (which asks the task for its exception) from logging noise.
-            pass
         finally:
             writer.close()
-            self._clients.discard(task)
 
     async def forward(
         self, request: Request, client: str = "127.0.0.1"

@@ -15,6 +15,8 @@ import random
 import time
 from collections.abc import Callable
 
+from .served import ServedConnections
+
 HOST = "127.0.0.1"
 CONNECT_TIMEOUT = 0.5
 
@@ -28,8 +30,8 @@ class StoreProxy:
         self.jitter_ms = 0.0
         self.port: int | None = None
         self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._writers: set[asyncio.StreamWriter] = set()
+        self._clients = ServedConnections(self._client, "store proxy")
+        self._upstreams: set[asyncio.StreamWriter] = set()
         self._rng = random.Random()
 
     def delay(self) -> float:
@@ -38,33 +40,27 @@ class StoreProxy:
         return (self.latency_ms + extra) / 1000
 
     async def start(self) -> int:
-        self._server = await asyncio.start_server(self._client, HOST, 0, backlog=512)
+        self._server = await asyncio.start_server(self._clients.accept, HOST, 0, backlog=512)
         self.port = int(self._server.sockets[0].getsockname()[1])
         return self.port
 
     def drop_connections(self) -> None:
         """Close every proxied connection (the store behind them is gone)."""
-        for writer in list(self._writers):
+        self._clients.close_sockets()
+        for writer in list(self._upstreams):
             writer.close()
 
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
         self.drop_connections()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._clients.close()
         if self._server is not None:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1.0):
                     await self._server.wait_closed()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        self._writers.add(writer)
         upstream: asyncio.StreamWriter | None = None
         try:
             port = self.target()
@@ -72,18 +68,14 @@ class StoreProxy:
                 return  # the store is down: the worker's connection closes at once
             async with asyncio.timeout(CONNECT_TIMEOUT):
                 up_reader, upstream = await asyncio.open_connection(HOST, port)
-            self._writers.add(upstream)
+            self._upstreams.add(upstream)
             await asyncio.gather(self._delayed(reader, upstream), self._pipe(up_reader, writer))
         except (OSError, TimeoutError, asyncio.IncompleteReadError):
             pass
-        except asyncio.CancelledError:
-            pass  # only close() cancels: ending normally keeps asyncio from logging it
         finally:
-            for end in (writer, upstream):
-                if end is not None:
-                    end.close()
-                    self._writers.discard(end)
-            self._tasks.discard(task)
+            if upstream is not None:
+                upstream.close()
+                self._upstreams.discard(upstream)
 
     async def _delayed(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Worker -> store: each chunk leaves `delay()` after it arrived, never before an
