@@ -88,6 +88,12 @@ def server_env(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> dict
     return env
 
 
+def python_check(code: str, env: dict[str, str] | None = None) -> None:
+    """Run `code` in a fresh Python (what a process of the site imports, from nothing); its
+    assertions fail the test."""
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True, timeout=60)
+
+
 def start_daphne(
     env: dict[str, str], port: int | None = None, module: str = "daphne"
 ) -> tuple[subprocess.Popen[bytes], str]:

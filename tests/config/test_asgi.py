@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
-from tests.conftest import ROOT
+from tests.conftest import python_check
 
 
 def test_the_web_process_builds_the_course_before_it_serves(server_env: dict[str, str]) -> None:
@@ -17,4 +14,4 @@ def test_the_web_process_builds_the_course_before_it_serves(server_env: dict[str
         "assert built is not None and len(built.lessons) > 5, built;"
         "assert not built.errors, built.errors"
     )
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=server_env, check=True, timeout=60)
+    python_check(code, server_env)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import random
-import subprocess
-import sys
 import uuid
 from typing import Any
 
@@ -14,7 +12,7 @@ import redis
 from playground import labclient, labprotocol
 from playground.labclient import LabRefused, alab_create
 from playground.labhost.limits import HostLimits
-from tests.conftest import ROOT
+from tests.conftest import python_check
 
 
 def test_the_web_tier_never_loads_the_lab_host_process(server_env: dict[str, str]) -> None:
@@ -27,7 +25,7 @@ def test_the_web_tier_never_loads_the_lab_host_process(server_env: dict[str, str
         "loaded = sorted(m for m in sys.modules if m.startswith('playground.labhost.'));"
         "assert set(loaded) <= {'playground.labhost.limits'}, loaded"
     )
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=server_env, check=True, timeout=60)
+    python_check(code, server_env)
 
 
 async def test_the_client_address_reaches_the_host_and_its_limit(start_labhost: Any) -> None:
