@@ -351,9 +351,7 @@ class Balancer:
                 if not keep_alive:
                     break
         except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
+            pass  # the connection ends (ServedConnections closes its socket)
 
     async def forward(
         self, request: Request, client: str = "127.0.0.1"
