@@ -175,3 +175,32 @@ async def test_a_drained_worker_gets_no_new_requests(rig2: Rig) -> None:
     await rig2.balancer.drain("worker-1")
     served = {(await rig2.send("GET", "/health")).header("X-Worker") for _ in range(4)}
     assert served == {"worker-2"}
+
+
+async def test_a_health_connection_the_worker_ended_is_closed_before_the_next_opens() -> None:
+    # A worker that ends each keep-alive connection after one answer, as a restarted or
+    # stopped worker does: the balancer must close its end, not leave it to the collector.
+    async def worker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        body = b'{"requests": 0}'
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
+        writer.write(head.encode() + b"\r\n\r\n" + body)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(worker, "127.0.0.1", 0)
+    lb = Balancer(interval=0.05, timeout=0.04)
+    await lb.start()
+    try:
+        backend = lb.add("worker-1")
+        lb.set_address("worker-1", server.sockets[0].getsockname()[1])
+        assert await eventually(lambda: backend.health_conn is not None)
+        first = backend.health_conn
+        assert first is not None
+        assert await eventually(lambda: backend.health_conn not in (None, first))
+        assert first.writer.is_closing()
+        assert backend.healthy
+    finally:
+        await lb.close()
+        server.close()
+        await server.wait_closed()
