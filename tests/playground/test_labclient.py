@@ -52,11 +52,13 @@ async def test_the_client_address_reaches_the_host_and_its_limit(start_labhost: 
 def test_a_retired_watch_code_says_why_its_sharing_ended(
     settings: Any, why: str, message: str
 ) -> None:
-    client = redis.Redis.from_url(settings.REDIS_URL)
     code = "".join(random.choice(labprotocol.WATCH_ALPHABET) for _ in range(8))
     assert labclient.watch_find(code) is None  # never shared: 404, not 410
-    client.set(labprotocol.watch_ended_key(code), why, ex=60)
-    with pytest.raises(labclient.WatchEnded) as ended:
-        labclient.watch_find(code)
+    with redis.Redis.from_url(settings.REDIS_URL) as client:
+        client.set(labprotocol.watch_ended_key(code), why, ex=60)
+        try:
+            with pytest.raises(labclient.WatchEnded) as ended:
+                labclient.watch_find(code)
+        finally:
+            client.delete(labprotocol.watch_ended_key(code))
     assert str(ended.value) == message
-    client.delete(labprotocol.watch_ended_key(code))

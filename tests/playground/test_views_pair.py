@@ -14,7 +14,7 @@ from course.models import ExperimentRecord
 from playground import labclient
 from playground.views_pair import _peek_both
 
-from .conftest import HostProcess
+from .conftest import HostProcess, wait_until
 
 pytestmark = pytest.mark.django_db  # the start and the pair's verdict are recorded
 
@@ -80,20 +80,10 @@ def test_one_button_acts_on_both_labs_and_strangers_see_nothing(
 
     # The experiment deploys both labs at 2 s; a kill during that deploy would be refused
     # (its worker is busy), so the button is pressed once both deploys are over.
-    deadline = time.monotonic() + 30
-    while not all(both_have("deploy.finished")):
-        assert time.monotonic() < deadline, "the pair's deploys did not finish"
-        time.sleep(0.5)
+    wait_until(lambda: all(both_have("deploy.finished")), 30)
     said = client.post(f"{page_url}both/", {"both": "kill"}, headers={"HX-Request": "true"})
     assert "Sent: Kill worker-1 in both." in said.content.decode()
-    deadline = time.monotonic() + 15
-    killed: list[bool] = []
-    while time.monotonic() < deadline:
-        killed = both_have("worker.killed")
-        if all(killed):
-            break
-        time.sleep(0.5)
-    assert killed == [True, True]
+    wait_until(lambda: all(both_have("worker.killed")), 15)
     refused = client.post(f"{page_url}both/", {"both": "reset"}, headers={"HX-Request": "true"})
     assert "not one this pair offers" in refused.content.decode()
 
